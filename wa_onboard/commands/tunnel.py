@@ -1,0 +1,15 @@
+"""``wa-onboard connect | status | disconnect | open``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from wa_onboard.commands._pending import not_implemented
+
+if TYPE_CHECKING:
+    from wa_onboard.cli import CommandContext
+
+
+def run(command: str, ctx: CommandContext) -> int:
+    ctx.load_profile(save_flags=command == "connect")
+    return not_implemented(command)

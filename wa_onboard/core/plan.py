@@ -1,0 +1,147 @@
+"""One plan of steps for both front ends: the TUI wizard and ``setup --no-tui`` run the same objects.
+
+A step knows whether it is already done (then it is skipped), how to do its work, how to verify it,
+and what to tell the member when it fails. Progress reaches the front end as events through one
+callback; the runner never prints.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from wa_onboard.core.errors import Cancelled, WaError
+from wa_onboard.core.prompts import NoPrompter, Prompter
+from wa_onboard.core.results import StepResult, StepStatus
+
+
+class StepError(WaError):
+    """A step failed: what failed, the output excerpt that shows it, and the fix."""
+
+    def __init__(self, message: str, hint: str = "", detail: str = "") -> None:
+        super().__init__(message, hint)
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class StepStarted:
+    step_id: str
+    title: str
+
+
+@dataclass(frozen=True)
+class StepOutput:
+    """A line of output from the work (ssh, conda), for a log pane."""
+
+    step_id: str
+    line: str
+
+
+@dataclass(frozen=True)
+class StepProgress:
+    """Progress of slow work; a newer one replaces an older one for the same step."""
+
+    step_id: str
+    message: str
+    fraction: float | None = None
+
+
+@dataclass(frozen=True)
+class StepFinished:
+    result: StepResult
+
+
+PlanEvent = StepStarted | StepOutput | StepProgress | StepFinished
+EventSink = Callable[[PlanEvent], None]
+
+
+@dataclass
+class StepContext:
+    """Shared by the steps of one run: the profile, the prompter, and what earlier steps found."""
+
+    profile: Any
+    prompter: Prompter = field(default_factory=NoPrompter)
+    emit: EventSink = lambda event: None
+    cancel: threading.Event = field(default_factory=threading.Event)
+    assume_yes: bool = False
+    """``--yes``: accept new host keys and non-destructive questions, never destructive ones."""
+    repair: bool = False
+    """``--repair``: a broken env may be rebuilt, still only with the member's consent."""
+    state: dict[str, Any] = field(default_factory=dict)
+    """What steps learn and later steps use (the ssh session, conda's path, the env prefix)."""
+    current: str = ""
+
+    def output(self, line: str) -> None:
+        self.emit(StepOutput(self.current, line))
+
+    def progress(self, message: str, fraction: float | None = None) -> None:
+        self.emit(StepProgress(self.current, message, fraction))
+
+    def check_cancelled(self) -> None:
+        if self.cancel.is_set():
+            raise Cancelled()
+
+
+class Step:
+    """Base class: override ``done``, ``run`` and ``verify``."""
+
+    id: str = ""
+    title: str = ""
+
+    def done(self, ctx: StepContext) -> str | None:
+        """If the work is already done, say so in a few words (the step is then skipped)."""
+        return None
+
+    def run(self, ctx: StepContext) -> str:
+        """Do the work; return a one-line summary. Raise StepError on failure."""
+        raise NotImplementedError
+
+    def verify(self, ctx: StepContext) -> None:
+        """Prove the work took effect; raise StepError if not."""
+
+
+def run_step(step: Step, ctx: StepContext) -> StepResult:
+    ctx.current = step.id
+    ctx.emit(StepStarted(step.id, step.title))
+    started = time.monotonic()
+
+    def finish(status: StepStatus, summary: str, detail: str = "", hint: str = "") -> StepResult:
+        result = StepResult(step.id, status, summary, detail, hint, time.monotonic() - started)
+        ctx.emit(StepFinished(result))
+        return result
+
+    try:
+        ctx.check_cancelled()
+        already = step.done(ctx)
+        if already is not None:
+            return finish(StepStatus.SKIPPED, f"already done: {already}")
+        summary = step.run(ctx)
+        step.verify(ctx)
+    except StepError as exc:
+        return finish(StepStatus.FAILED, exc.message, exc.detail, exc.hint)
+    except Cancelled:
+        finish(StepStatus.FAILED, "cancelled", hint="run the same command again to finish")
+        raise
+    except WaError as exc:
+        return finish(StepStatus.FAILED, exc.message, hint=exc.hint)
+    return finish(StepStatus.DONE, summary)
+
+
+def run_plan(steps: Sequence[Step], ctx: StepContext) -> list[StepResult]:
+    """Run the steps in order and stop at the first failure; the rest stay pending."""
+    results: list[StepResult] = []
+    for step in steps:
+        result = run_step(step, ctx)
+        results.append(result)
+        if result.status is StepStatus.FAILED:
+            break
+    return results
+
+
+def plan_succeeded(results: Sequence[StepResult], steps: Sequence[Step]) -> bool:
+    return len(results) == len(steps) and all(
+        r.status in (StepStatus.DONE, StepStatus.SKIPPED) for r in results
+    )
