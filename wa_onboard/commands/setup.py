@@ -1,15 +1,165 @@
-"""``wa-onboard setup``."""
+"""``wa-onboard setup``: the onboarding plan, as the TUI wizard or as plain lines (``--no-tui``).
+
+Plain mode prints one line per step with its status and time, conda's own output indented under
+the step that runs it, and on failure the error, the output excerpt and the hint. Exit 0 only when
+every step is done (or already was) and verified.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import getpass
+import sys
+from typing import TYPE_CHECKING, TextIO
 
-from wa_onboard.commands._pending import not_implemented
+from wa_onboard.core.plan import PlanEvent, StepContext, StepFinished, StepOutput, StepStarted, plan_succeeded
+from wa_onboard.core.prompts import ConfirmQuestion, HostKeyQuestion, SecretQuestion
+from wa_onboard.core.results import StepResult, StepStatus
 
 if TYPE_CHECKING:
     from wa_onboard.cli import CommandContext
 
+_MARK = {StepStatus.DONE: "done", StepStatus.SKIPPED: "ok", StepStatus.FAILED: "FAILED"}
+
+
+class SetupPrompter:
+    """Answers the core's questions for plain mode.
+
+    The campus password is asked (or read from stdin) once and reused for the second hop, kept only
+    in memory. ``--password-stdin`` reads one line, only when a password is actually wanted. ``--yes``
+    accepts new host keys and the ~/.ssh/config Include, never a destructive question.
+    """
+
+    def __init__(self, *, password_stdin: bool, assume_yes: bool, stdin: TextIO | None = None) -> None:
+        self.password_stdin = password_stdin
+        self.assume_yes = assume_yes
+        self.stdin = stdin or sys.stdin
+        self.password: str | None = None
+        self.stdin_read = False
+        self.stdin_empty = False
+        """--password-stdin was given, a password was wanted, and stdin had nothing."""
+
+    @property
+    def interactive(self) -> bool:
+        return not self.password_stdin and self.stdin.isatty()
+
+    def secret(self, question: SecretQuestion) -> str | None:
+        if question.kind == "password":
+            if question.attempt == 1 and self.password is not None:
+                return self.password
+            if self.password_stdin:
+                return self._from_stdin() if question.attempt == 1 else None
+        if not self.interactive:
+            return None
+        text = question.prompt if question.kind != "password" else f"Campus password for {question.hop}: "
+        if question.attempt > 1:
+            sys.stderr.write("That was not accepted; try again.\n")
+        answer = getpass.getpass(text if text.endswith(" ") else text + " ")
+        if question.kind == "password":
+            self.password = answer
+        return answer
+
+    def _from_stdin(self) -> str | None:
+        if not self.stdin_read:
+            self.stdin_read = True
+            line = self.stdin.readline().rstrip("\r\n")
+            self.password = line or None
+            self.stdin_empty = not line
+        return self.password
+
+    def confirm(self, question: HostKeyQuestion | ConfirmQuestion) -> bool:
+        destructive = isinstance(question, ConfirmQuestion) and question.destructive
+        if self.assume_yes and not destructive:
+            return True
+        if not self.interactive:
+            return False if destructive or isinstance(question, HostKeyQuestion) else question.default
+        if isinstance(question, HostKeyQuestion):
+            sys.stderr.write(
+                f"First connection to {question.host}.\n  {question.key_type} key fingerprint: "
+                f"{question.fingerprint}\n"
+            )
+            return input("Trust this host? [yes/no] ").strip().lower() in ("y", "yes")
+        if question.detail:
+            sys.stderr.write(question.detail + "\n")
+        if destructive:
+            return input(f"{question.title} Type 'yes' to go ahead: ").strip().lower() == "yes"
+        default = "Y/n" if question.default else "y/N"
+        answer = input(f"{question.title} [{default}] ").strip().lower()
+        return question.default if not answer else answer in ("y", "yes")
+
+
+class LinePrinter:
+    """Renders plan events as plain lines."""
+
+    def __init__(self, titles: dict[str, str], out: TextIO | None = None) -> None:
+        self.titles = titles
+        self.order = {step_id: n for n, step_id in enumerate(titles, 1)}
+        self.out = out or sys.stdout
+
+    def __call__(self, event: PlanEvent) -> None:
+        if isinstance(event, StepStarted):
+            return
+        if isinstance(event, StepOutput):
+            self._write(f"      | {event.line}")
+        elif isinstance(event, StepFinished):
+            r = event.result
+            n = self.order.get(r.step_id, 0)
+            self._write(
+                f"[{n:2}/{len(self.titles)}] {_MARK.get(r.status, r.status.value):6} {r.seconds:6.1f}s  "
+                f"{self.titles.get(r.step_id, r.step_id)}: {r.summary}"
+            )
+
+    def _write(self, line: str) -> None:
+        self.out.write(line + "\n")
+        self.out.flush()
+
+
+def _launch_wizard(ctx: CommandContext) -> int | None:
+    """The TUI wizard, when this build has one and a terminal is there; None means: use plain mode."""
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        return None
+    import wa_onboard.tui as tui
+
+    wizard = getattr(tui, "launch_setup", None) or getattr(tui, "setup_wizard", None)
+    if not callable(wizard):
+        return None
+    return int(wizard(ctx))
+
+
+def _report_failure(failed: StepResult, titles: dict[str, str], prompter: SetupPrompter) -> None:
+    message, hint = failed.summary, failed.hint
+    if failed.step_id == "login" and prompter.stdin_empty:
+        message = "a password is needed (the key does not log in yet) but nothing came on stdin"
+        hint = "pipe the campus password in: printf '%s\\n' \"$PW\" | wa-onboard setup --password-stdin ..."
+    err = sys.stderr
+    err.write(f"wa-onboard: setup failed at '{titles.get(failed.step_id, failed.step_id)}': {message}\n")
+    if failed.detail:
+        err.write("".join(f"  | {line}\n" for line in failed.detail.splitlines()))
+    if hint:
+        err.write(f"  hint: {hint}\n")
+
 
 def run(command: str, ctx: CommandContext) -> int:
-    ctx.load_profile(save_flags=True)
-    return not_implemented(command)
+    from wa_onboard.core import onboarding
+
+    args = ctx.args
+    profile = ctx.load_profile(save_flags=True)
+    profile.require_complete()
+    if not args.no_tui:
+        code = _launch_wizard(ctx)
+        if code is not None:
+            return code
+    prompter = SetupPrompter(password_stdin=args.password_stdin, assume_yes=args.yes)
+    steps = onboarding.build_plan(profile)
+    titles = {step.id: step.title for step in steps}
+    step_ctx = StepContext(
+        profile=profile, prompter=prompter, emit=LinePrinter(titles), assume_yes=args.yes, repair=args.repair
+    )
+    options = onboarding.SetupOptions(profile_name=ctx.profile_name, no_browser=args.no_browser)
+    results = onboarding.run_setup(step_ctx, options, steps)
+    if plan_succeeded(results, steps):
+        print(f"setup finished: open {step_ctx.state.get('url', profile.url)} and pick the {profile.display_name!r} kernel")
+        return 0
+    failed = next((r for r in results if r.status is StepStatus.FAILED), None)
+    if failed is not None:
+        _report_failure(failed, titles, prompter)
+    return 1

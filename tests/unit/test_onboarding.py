@@ -1,0 +1,399 @@
+"""The onboarding steps against a workstation on this machine: a login bash with its own HOME and a fake
+conda (tests/unit/fake_workstation.py). The scripts, their parsing, and each step's done/run/verify."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.unit.fake_workstation import FakeEngine, Workstation, make_workstation, module_function
+from wa_onboard.core import conda_scripts as cs
+from wa_onboard.core import onboarding as ob
+from wa_onboard.core.errors import Cancelled
+from wa_onboard.core.plan import PlanEvent, StepContext, StepError, StepOutput, plan_succeeded, run_step
+from wa_onboard.core.profile import Profile
+from wa_onboard.core.prompts import ConfirmQuestion, HostKeyQuestion, NoPrompter, SecretQuestion
+from wa_onboard.core.results import StepStatus
+
+
+class Answers:
+    """A prompter with fixed answers that records what it was asked."""
+
+    def __init__(self, password: str | None = "pw", confirm: bool = False) -> None:
+        self.password, self.answer = password, confirm
+        self.asked: list[object] = []
+
+    def secret(self, question: SecretQuestion) -> str | None:
+        self.asked.append(question)
+        return self.password
+
+    def confirm(self, question: HostKeyQuestion | ConfirmQuestion) -> bool:
+        self.asked.append(question)
+        return self.answer
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Workstation:
+    return make_workstation(tmp_path)
+
+
+def context(ws: Workstation, profile: Profile | None = None, **kw: object) -> StepContext:
+    ctx = StepContext(profile=profile or Profile(user="bbadger"), **kw)  # type: ignore[arg-type]
+    ctx.state["workstation"] = ws.shell()
+    return ctx
+
+
+def through_conda(ctx: StepContext) -> None:
+    result = run_step(ob.FindConda(), ctx)
+    assert result.status is StepStatus.SKIPPED, result
+
+
+# ------------------------------------------------------------------------------------------ parsing
+
+
+def test_parse_lines_and_blocks_ignore_other_output() -> None:
+    out = cs.parse("noise\nWA found module\nWA-BEGIN info\n{\n \"a\": 1\n}\nWA-END info\nWA module-tried x\nWA module-tried y\n")
+    assert out.first("found") == "module" and out.all("module-tried") == ["x", "y"]
+    assert json.loads(out.blocks["info"]) == {"a": 1} and out.other == ("noise",)
+
+
+@pytest.mark.parametrize(
+    ("lines", "kind", "in_hint"),
+    [
+        (["Collecting", "PackagesNotFoundError: The following packages are not available"], "PackagesNotFoundError", "--python"),
+        (["CondaHTTPError: HTTP 000 CONNECTION FAILED for url <https://x>"], "CondaHTTPError", "network"),
+        (["OSError: [Errno 122] Disk quota exceeded: '/h/.conda/envs/wa/lib'"], "quota", "quota"),
+        (["something odd", "last words"], "unknown", "conda's output"),
+    ],
+)
+def test_conda_failure_picks_condas_own_error_line(lines: list[str], kind: str, in_hint: str) -> None:
+    failure = cs.conda_failure(lines, python="3.11")
+    assert failure.kind == kind and in_hint in failure.hint
+    assert failure.line in [line.strip() for line in lines]
+
+
+def test_member_values_reach_scripts_quoted() -> None:
+    loc = cs.CondaLocation("module", "/opt/c/bin/conda", module="ana conda", envs_dirs=("/h/.conda/envs",))
+    text = cs.create_env_script(loc, "wa", "3.11")
+    assert "module load 'ana conda'" in text and "-n wa python=3.11 ipykernel" in text
+    text = cs.register_kernel_script("/h/.conda/envs/wa/bin/python", "WA", "Robot's \"WA\" $(x)")
+    assert "--display-name 'Robot'\"'\"'s \"WA\" $(x)'" in text
+    with pytest.raises(ValueError):
+        cs.remove_env_script("/", ["/h/.conda/envs/wa"])
+
+
+# ------------------------------------------------------------------------------------------ finding conda
+
+
+def test_conda_on_the_login_path(ws: Workstation) -> None:
+    ctx = context(ws)
+    through_conda(ctx)
+    loc = ctx.state["conda"]
+    assert (loc.how, loc.version, loc.root_prefix) == ("path", "24.9.2", str(ws.conda_root))
+    assert loc.envs_dirs[0] == str(ws.home / ".conda" / "envs")
+
+
+def test_conda_from_the_profiles_module_even_with_a_chatty_login(ws: Workstation) -> None:
+    ws.write_profile("echo 'Welcome to CAE!'; echo 'WA found path'", module_function({"anaconda": ws.conda_bin}))
+    ctx = context(ws)
+    result = run_step(ob.FindConda(), ctx)
+    assert result.summary == f"already done: conda 24.9.2 from module anaconda; base {ws.conda_root}"
+
+
+def test_a_differently_named_module_is_found_and_named(ws: Workstation) -> None:
+    ws.write_profile(module_function({"miniforge3/24.1": ws.conda_bin}, ["gcc/12", "python/3.11", "miniforge3/24.1"]))
+    ctx = context(ws)
+    result = run_step(ob.FindConda(), ctx)
+    assert "module miniforge3/24.1 (there is no module anaconda)" in result.summary
+
+
+def test_common_install_folder(ws: Workstation) -> None:
+    (ws.home / "miniconda3").symlink_to(ws.conda_root)
+    ws.write_profile()
+    ctx = context(ws)
+    through_conda(ctx)
+    assert ctx.state["conda"].how == "install"
+
+
+def test_no_conda_anywhere_says_what_was_tried(ws: Workstation) -> None:
+    ws.write_profile(module_function({}, ["gcc/12"]))
+    result = run_step(ob.FindConda(), context(ws, Profile(user="bbadger", conda_module="anaconda3/2024")))
+    assert result.status is StepStatus.FAILED and result.summary == "conda was not found on the workstation"
+    assert "--conda-module" in result.hint
+    assert "module load anaconda3/2024: failed" in result.detail
+    assert f"install folders tried: {ws.home}/anaconda3" in result.detail
+
+
+# ------------------------------------------------------------------------------------------ the env
+
+
+def conda_steps(ctx: StepContext) -> list[StepStatus]:
+    steps = [ob.FindConda(), ob.CreateEnv(), ob.EnsureIpykernel(), ob.RegisterKernel(), ob.VerifyKernel()]
+    statuses = []
+    for step in steps:
+        result = run_step(step, ctx)
+        statuses.append(result.status)
+        if result.status is StepStatus.FAILED:
+            raise AssertionError(result)
+    return statuses
+
+
+def test_fresh_env_kernel_and_a_rerun_that_touches_nothing(ws: Workstation) -> None:
+    events: list[PlanEvent] = []
+    ctx = context(ws, emit=events.append)
+    S, D = StepStatus.SKIPPED, StepStatus.DONE
+    assert conda_steps(ctx) == [S, D, S, D, D]  # ipykernel came with the env
+    prefix = ws.env_prefix("wa")
+    spec = json.loads((ws.home / ".local/share/jupyter/kernels/wa/kernel.json").read_text())
+    assert spec["argv"][0] == str(prefix / "bin" / "python") and spec["display_name"] == "WA"
+    assert any(isinstance(e, StepOutput) and "Collecting package metadata" in e.line for e in events)
+    assert not (ws.home / ".local/state/wa-onboard/conda-create-wa").exists()
+    creates = [c for c in ws.calls() if c.startswith("create")]
+    assert creates == ["create -y -n wa python=3.11 ipykernel"]
+    before = os.stat(prefix / "bin" / "python", follow_symlinks=False).st_mtime_ns
+
+    again = context(ws)
+    assert conda_steps(again) == [StepStatus.SKIPPED] * 5
+    assert [c for c in ws.calls() if c.startswith("create")] == creates  # never recreated
+    assert os.stat(prefix / "bin" / "python", follow_symlinks=False).st_mtime_ns == before
+
+
+def test_missing_ipykernel_is_installed(ws: Workstation) -> None:
+    ctx = context(ws)
+    conda_steps(ctx)
+    site = next(ws.env_prefix("wa").glob("lib/python3*/site-packages/ipykernel"))
+    shutil.rmtree(site)
+    statuses = conda_steps(context(ws))
+    assert statuses[2] is StepStatus.DONE and "install -y -n wa ipykernel" in ws.calls()
+
+
+def test_kernel_pointing_at_a_deleted_env_is_fixed(ws: Workstation) -> None:
+    conda_steps(context(ws))
+    spec_path = ws.home / ".local/share/jupyter/kernels/wa/kernel.json"
+    spec = json.loads(spec_path.read_text())
+    spec["argv"][0] = str(ws.home / ".conda/envs/old/bin/python")
+    spec_path.write_text(json.dumps(spec))
+    ctx = context(ws)
+    through_conda(ctx)
+    assert run_step(ob.CreateEnv(), ctx).status is StepStatus.SKIPPED
+    run_step(ob.EnsureIpykernel(), ctx)
+    result = run_step(ob.RegisterKernel(), ctx)
+    assert result.status is StepStatus.DONE and "no longer exists" in result.summary
+    assert json.loads(spec_path.read_text())["argv"][0] == str(ws.env_prefix("wa") / "bin" / "python")
+    assert run_step(ob.VerifyKernel(), ctx).status is StepStatus.DONE
+
+
+def broken_env(ws: Workstation) -> Path:
+    conda_steps(context(ws))
+    prefix = ws.env_prefix("wa")
+    (prefix / "bin" / "python").unlink()
+    (prefix / "my-notes.txt").write_text("keep me unless they agree")
+    return prefix
+
+
+def test_broken_env_is_explained_and_never_rebuilt_without_repair(ws: Workstation) -> None:
+    prefix = broken_env(ws)
+    ctx = context(ws, prompter=Answers(confirm=True))
+    through_conda(ctx)
+    result = run_step(ob.CreateEnv(), ctx)
+    assert result.status is StepStatus.FAILED and "no working bin/python" in result.summary
+    assert "--repair" in result.hint and (prefix / "my-notes.txt").exists()
+    assert ctx.prompter.asked == []  # type: ignore[attr-defined]
+
+
+def test_repair_asks_a_destructive_question_and_a_no_keeps_the_env(ws: Workstation) -> None:
+    prefix = broken_env(ws)
+    prompter = Answers(confirm=False)
+    ctx = context(ws, prompter=prompter, repair=True)
+    through_conda(ctx)
+    result = run_step(ob.CreateEnv(), ctx)
+    assert result.status is StepStatus.FAILED and "no consent" in result.summary
+    (question,) = prompter.asked
+    assert isinstance(question, ConfirmQuestion) and question.destructive and str(prefix) in question.detail
+    assert (prefix / "my-notes.txt").exists()
+
+
+def test_repair_with_consent_rebuilds(ws: Workstation) -> None:
+    prefix = broken_env(ws)
+    ctx = context(ws, prompter=Answers(confirm=True), repair=True)
+    through_conda(ctx)
+    result = run_step(ob.CreateEnv(), ctx)
+    assert result.status is StepStatus.DONE and f"removed the broken env at {prefix}" in result.summary
+    assert (prefix / "bin" / "python").exists() and not (prefix / "my-notes.txt").exists()
+
+
+@pytest.mark.parametrize(
+    ("fault", "line"),
+    [
+        ("packages", "PackagesNotFoundError: The following packages are not available from current channels:"),
+        ("http", "CondaHTTPError: HTTP 000 CONNECTION FAILED"),
+        ("quota", "OSError: [Errno 122] Disk quota exceeded"),
+    ],
+)
+def test_conda_create_failure_shows_condas_line_and_removes_only_its_own_half_env(
+    ws: Workstation, fault: str, line: str
+) -> None:
+    ws.set_fault(fault)
+    other = ws.env_prefix("other")
+    other.mkdir(parents=True)
+    ctx = context(ws)
+    through_conda(ctx)
+    result = run_step(ob.CreateEnv(), ctx)
+    assert result.status is StepStatus.FAILED and line in result.summary
+    assert result.hint and line in result.detail
+    assert not ws.env_prefix("wa").exists() and other.exists()
+    if fault == "quota":
+        assert "removed the half-made" in result.summary
+
+
+def test_a_failed_create_never_removes_an_env_it_did_not_make(ws: Workstation) -> None:
+    """A folder that was there before the run (and not ours) is left alone even when conda fails."""
+    loc = cs.CondaLocation("path", str(ws.conda_bin / "conda"), envs_dirs=(str(ws.home / ".conda/envs"),))
+    existing = ws.env_prefix("wa")
+    existing.mkdir(parents=True)
+    (existing / "precious").write_text("x")
+    ws.set_fault("packages")
+    result = ws.shell().run(cs.create_env_script(loc, "wa", "3.11"))
+    assert result.exit_code == 1 and (existing / "precious").exists()
+
+
+def test_cancel_during_create_stops_cleanly_and_a_rerun_finishes(ws: Workstation) -> None:
+    ws.set_fault("slow")
+    ctx = context(ws)
+
+    def emit(event: PlanEvent) -> None:
+        if isinstance(event, StepOutput) and event.line.startswith("extracting 2"):
+            ctx.cancel.set()
+
+    ctx.emit = emit
+    through_conda(ctx)
+    with pytest.raises(Cancelled):
+        run_step(ob.CreateEnv(), ctx)
+    assert not ws.env_prefix("wa").exists()
+    assert not (ws.home / ".local/state/wa-onboard/conda-create-wa").exists()
+    ws.set_fault("")
+    assert conda_steps(context(ws))[1] is StepStatus.DONE
+
+
+def test_an_interrupted_create_left_behind_is_cleaned_by_the_next_run(ws: Workstation) -> None:
+    """The connection died before our cleanup could run: the marker says the half env is ours."""
+    half = ws.env_prefix("wa")
+    (half / "conda-meta").mkdir(parents=True)
+    state = ws.home / ".local/state/wa-onboard"
+    state.mkdir(parents=True)
+    (state / "conda-create-wa").write_text(f"{half}\n")
+    ctx = context(ws)
+    through_conda(ctx)
+    result = run_step(ob.CreateEnv(), ctx)
+    assert result.status is StepStatus.DONE and "half-made" in result.summary
+    assert (half / "bin" / "python").exists() and not (state / "conda-create-wa").exists()
+
+
+def test_low_space_is_a_warning(ws: Workstation, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cs, "LOW_SPACE_KB", 1 << 60)
+    ctx = context(ws)
+    through_conda(ctx)
+    result = run_step(ob.CreateEnv(), ctx)
+    assert result.status is StepStatus.DONE and "warning: only" in result.summary
+
+
+# ------------------------------------------------------------------------------------------ key install
+
+
+def test_key_install_appends_once_with_private_modes(ws: Workstation) -> None:
+    auth = ws.home / ".ssh" / "authorized_keys"
+    auth.parent.mkdir(mode=0o755)
+    auth.write_text("ssh-rsa AAAA other@laptop")  # no newline at the end
+    key = "ssh-ed25519 AAAAC3Nza wa-onboard@laptop"
+    outs = [cs.parse(ws.shell().run(cs.install_key_script(key)).stdout).first("key") for _ in range(2)]
+    assert outs == ["added", "present"]
+    assert auth.read_text().splitlines() == ["ssh-rsa AAAA other@laptop", key]
+    assert auth.stat().st_mode & 0o777 == 0o600 and auth.parent.stat().st_mode & 0o777 == 0o700
+
+
+def test_key_install_works_from_a_non_bash_login_shell(ws: Workstation) -> None:
+    from wa_onboard.core.remote import SubprocessShell
+
+    shell = SubprocessShell(["env", f"HOME={ws.home}", "dash", "-c", 'eval "$1"', "ssh"])
+    assert shell.run(cs.install_key_script("ssh-ed25519 AAAA k")).ok
+    assert (ws.home / ".ssh/authorized_keys").read_text() == "ssh-ed25519 AAAA k\n"
+
+
+# ------------------------------------------------------------------------------------------ the whole plan
+
+
+def plan_ctx(ws: Workstation, prompter: object, opened: list[str]) -> tuple[StepContext, ob.SetupOptions]:
+    ctx = StepContext(profile=Profile(user="bbadger"), prompter=prompter)  # type: ignore[arg-type]
+    options = ob.SetupOptions(
+        engine_factory=lambda profile, name: FakeEngine(ws),  # type: ignore[arg-type,return-value]
+        open_url=lambda url: opened.append(url) is None,
+        start_tunnel=lambda profile, name: "tunnel up at http://localhost:8000/jupyter/",
+    )
+    return ctx, options
+
+
+def test_whole_plan_then_a_rerun_without_password(ws: Workstation) -> None:
+    opened: list[str] = []
+    prompter = Answers(password="pw")
+    ctx, options = plan_ctx(ws, prompter, opened)
+    steps = ob.build_plan()
+    results = ob.run_setup(ctx, options, steps)
+    assert plan_succeeded(results, steps), results
+    assert [r.step_id for r in results] == [s.id for s in steps] and len(steps) == 11
+    assert opened == ["http://localhost:8000/jupyter/"] and ctx.state["browser_opened"]
+    assert "wa-onboard status" in results[9].summary
+    assert sum(isinstance(q, SecretQuestion) for q in prompter.asked) == 2  # both hops, one password
+    assert len((ws.home / ".ssh/authorized_keys").read_text().splitlines()) == 1
+
+    rerun = NoPrompter()
+    ctx, options = plan_ctx(ws, rerun, opened)
+    results = ob.run_setup(ctx, options, steps)
+    assert plan_succeeded(results, steps)
+    statuses = {r.step_id: r.status for r in results}
+    assert all(statuses[s] is StepStatus.SKIPPED for s in statuses if s not in ("profile", "tunnel", "browser"))
+    assert len((ws.home / ".ssh/authorized_keys").read_text().splitlines()) == 1
+
+
+def test_wrong_password_fails_at_login_with_the_engines_hint(ws: Workstation) -> None:
+    ctx, options = plan_ctx(ws, Answers(password="nope"), [])
+    results = ob.run_setup(ctx, options)
+    assert results[-1].step_id == "login" and results[-1].status is StepStatus.FAILED
+    assert results[-1].hint == "check your password"
+
+
+def test_a_second_setup_for_the_same_profile_is_refused() -> None:
+    with ob.setup_lock("default"):
+        with pytest.raises(ob.SetupBusy, match="another setup for profile 'default' is running"):
+            with ob.setup_lock("default"):
+                pass
+        with ob.setup_lock("other"):
+            pass
+    with ob.setup_lock("default"):
+        pass
+
+
+def test_lock_is_held_across_threads_of_one_process_too() -> None:
+    got: list[str] = []
+    with ob.setup_lock("default"):
+
+        def second() -> None:
+            try:
+                with ob.setup_lock("default"):
+                    got.append("ran")
+            except ob.SetupBusy:
+                got.append("busy")
+
+        t = threading.Thread(target=second)
+        t.start()
+        t.join()
+    assert got == ["busy"]
+
+
+def test_step_error_carries_hint_and_detail() -> None:
+    err = StepError("m", "h", "d")
+    assert (err.message, err.hint, err.detail) == ("m", "h", "d")
