@@ -57,7 +57,9 @@ def through_conda(ctx: StepContext) -> None:
 
 
 def test_parse_lines_and_blocks_ignore_other_output() -> None:
-    out = cs.parse("noise\nWA found module\nWA-BEGIN info\n{\n \"a\": 1\n}\nWA-END info\nWA module-tried x\nWA module-tried y\n")
+    out = cs.parse(
+        'noise\nWA found module\nWA-BEGIN info\n{\n "a": 1\n}\nWA-END info\nWA module-tried x\nWA module-tried y\n'
+    )
     assert out.first("found") == "module" and out.all("module-tried") == ["x", "y"]
     assert json.loads(out.blocks["info"]) == {"a": 1} and out.other == ("noise",)
 
@@ -65,7 +67,11 @@ def test_parse_lines_and_blocks_ignore_other_output() -> None:
 @pytest.mark.parametrize(
     ("lines", "kind", "in_hint"),
     [
-        (["Collecting", "PackagesNotFoundError: The following packages are not available"], "PackagesNotFoundError", "--python"),
+        (
+            ["Collecting", "PackagesNotFoundError: The following packages are not available"],
+            "PackagesNotFoundError",
+            "--python",
+        ),
         (["CondaHTTPError: HTTP 000 CONNECTION FAILED for url <https://x>"], "CondaHTTPError", "network"),
         (["OSError: [Errno 122] Disk quota exceeded: '/h/.conda/envs/wa/lib'"], "quota", "quota"),
         (["something odd", "last words"], "unknown", "conda's output"),
@@ -81,7 +87,7 @@ def test_member_values_reach_scripts_quoted() -> None:
     loc = cs.CondaLocation("module", "/opt/c/bin/conda", module="ana conda", envs_dirs=("/h/.conda/envs",))
     text = cs.create_env_script(loc, "wa", "3.11")
     assert "module load 'ana conda'" in text and "-n wa python=3.11 ipykernel" in text
-    text = cs.register_kernel_script("/h/.conda/envs/wa/bin/python", "WA", "Robot's \"WA\" $(x)")
+    text = cs.register_kernel_script("/h/.conda/envs/wa/bin/python", "WA", 'Robot\'s "WA" $(x)')
     assert "--display-name 'Robot'\"'\"'s \"WA\" $(x)'" in text
     with pytest.raises(ValueError):
         cs.remove_env_script("/", ["/h/.conda/envs/wa"])
@@ -99,14 +105,18 @@ def test_conda_on_the_login_path(ws: Workstation) -> None:
 
 
 def test_conda_from_the_profiles_module_even_with_a_chatty_login(ws: Workstation) -> None:
-    ws.write_profile("echo 'Welcome to CAE!'; echo 'WA found path'", module_function({"anaconda": ws.conda_bin}))
+    ws.write_profile(
+        "echo 'Welcome to CAE!'; echo 'WA found path'", module_function({"anaconda": ws.conda_bin})
+    )
     ctx = context(ws)
     result = run_step(ob.FindConda(), ctx)
     assert result.summary == f"already done: conda 24.9.2 from module anaconda; base {ws.conda_root}"
 
 
 def test_a_differently_named_module_is_found_and_named(ws: Workstation) -> None:
-    ws.write_profile(module_function({"miniforge3/24.1": ws.conda_bin}, ["gcc/12", "python/3.11", "miniforge3/24.1"]))
+    ws.write_profile(
+        module_function({"miniforge3/24.1": ws.conda_bin}, ["gcc/12", "python/3.11", "miniforge3/24.1"])
+    )
     ctx = context(ws)
     result = run_step(ob.FindConda(), ctx)
     assert "module miniforge3/24.1 (there is no module anaconda)" in result.summary
@@ -230,7 +240,10 @@ def test_repair_with_consent_rebuilds(ws: Workstation) -> None:
 @pytest.mark.parametrize(
     ("fault", "line"),
     [
-        ("packages", "PackagesNotFoundError: The following packages are not available from current channels:"),
+        (
+            "packages",
+            "PackagesNotFoundError: The following packages are not available from current channels:",
+        ),
         ("http", "CondaHTTPError: HTTP 000 CONNECTION FAILED"),
         ("quota", "OSError: [Errno 122] Disk quota exceeded"),
     ],
@@ -332,7 +345,8 @@ def plan_ctx(ws: Workstation, prompter: object, opened: list[str]) -> tuple[Step
     options = ob.SetupOptions(
         engine_factory=lambda profile, name: FakeEngine(ws),  # type: ignore[arg-type,return-value]
         open_url=lambda url: opened.append(url) is None,
-        start_tunnel=lambda profile, name: "tunnel up at http://localhost:8000/jupyter/",
+        start_tunnel=lambda profile, name: "tunnel up at http://localhost:8001/jupyter/",
+        tunnel_up=lambda profile, name: None,
     )
     return ctx, options
 
@@ -345,7 +359,7 @@ def test_whole_plan_then_a_rerun_without_password(ws: Workstation) -> None:
     results = ob.run_setup(ctx, options, steps)
     assert plan_succeeded(results, steps), results
     assert [r.step_id for r in results] == [s.id for s in steps] and len(steps) == 11
-    assert opened == ["http://localhost:8000/jupyter/"] and ctx.state["browser_opened"]
+    assert opened == ["http://localhost:8001/jupyter/"] and ctx.state["browser_opened"]  # the tunnel's port
     assert "wa-onboard status" in results[9].summary
     assert sum(isinstance(q, SecretQuestion) for q in prompter.asked) == 2  # both hops, one password
     assert len((ws.home / ".ssh/authorized_keys").read_text().splitlines()) == 1
@@ -355,7 +369,9 @@ def test_whole_plan_then_a_rerun_without_password(ws: Workstation) -> None:
     results = ob.run_setup(ctx, options, steps)
     assert plan_succeeded(results, steps)
     statuses = {r.step_id: r.status for r in results}
-    assert all(statuses[s] is StepStatus.SKIPPED for s in statuses if s not in ("profile", "tunnel", "browser"))
+    assert all(
+        statuses[s] is StepStatus.SKIPPED for s in statuses if s not in ("profile", "tunnel", "browser")
+    )
     assert len((ws.home / ".ssh/authorized_keys").read_text().splitlines()) == 1
 
 
@@ -368,9 +384,11 @@ def test_wrong_password_fails_at_login_with_the_engines_hint(ws: Workstation) ->
 
 def test_a_second_setup_for_the_same_profile_is_refused() -> None:
     with ob.setup_lock("default"):
-        with pytest.raises(ob.SetupBusy, match="another setup for profile 'default' is running"):
-            with ob.setup_lock("default"):
-                pass
+        with (
+            pytest.raises(ob.SetupBusy, match="another setup for profile 'default' is running"),
+            ob.setup_lock("default"),
+        ):
+            pass
         with ob.setup_lock("other"):
             pass
     with ob.setup_lock("default"):

@@ -157,7 +157,8 @@ def run(command: str, ctx: CommandContext) -> int:
     options = onboarding.SetupOptions(profile_name=ctx.profile_name, no_browser=args.no_browser)
     results = onboarding.run_setup(step_ctx, options, steps)
     if plan_succeeded(results, steps):
-        print(f"setup finished: open {step_ctx.state.get('url', profile.url)} and pick the {profile.display_name!r} kernel")
+        url = step_ctx.state.get("url", profile.url)
+        print(f"setup finished: open {url} and pick the {profile.display_name!r} kernel")
         return 0
     failed = next((r for r in results if r.status is StepStatus.FAILED), None)
     if failed is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -54,6 +55,8 @@ class SetupOptions:
     """Opens the browser; the default is ``webbrowser.open`` (which honours $BROWSER)."""
     start_tunnel: Callable[[Profile, str], str] | None = None
     """Starts the background tunnel and returns a summary; the default is the supervisor's."""
+    tunnel_up: Callable[[Profile, str], str | None] | None = None
+    """A summary when the tunnel already runs (the step is then done); the default asks the supervisor."""
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -73,25 +76,9 @@ def _core(module: str, what: str) -> ModuleType:
 
 
 def default_engine(profile: Profile, profile_name: str) -> Engine:
-    """The engine the profile names, imported only now (paramiko and pexpect are heavy)."""
-    module = _core(f"engine_{profile.engine}", f"the {profile.engine} engine")
-    for name in ("make_engine", "create_engine"):
-        make = getattr(module, name, None)
-        if callable(make):
-            engine: Engine = make(profile, profile_name)
-            return engine
-    cls = next(
-        (
-            v
-            for k, v in vars(module).items()
-            if k.endswith("Engine") and isinstance(v, type) and k != "Engine"
-        ),
-        None,
-    )
-    if cls is None:
-        raise WaError(f"{module.__name__} offers no engine", "reinstall wa-onboard")
-    made: Engine = cls(profile, profile_name)
-    return made
+    """The engine the profile names, as the tunnel supervisor makes it (imported only now)."""
+    engine: Engine = _core("supervisor", "the tunnel supervisor").make_engine(profile, profile_name)
+    return engine
 
 
 def _options(ctx: StepContext) -> SetupOptions:
@@ -341,8 +328,11 @@ class InstallKey(Step):
         return "key " + ", ".join(said)
 
     def verify(self, ctx: StepContext) -> None:
+        """Drop the password session and log in again with the key alone, on both hops: the proof.
+        The new connection carries the rest of the run."""
+        close(ctx)
         try:
-            _key_login(ctx).close()
+            ctx.state["engine"] = _key_login(ctx)
         except ConnectError as exc:
             raise StepError(
                 f"the key was installed but a key-only login still fails: {exc.message}",
@@ -617,34 +607,56 @@ class VerifyKernel(Step):
 # --------------------------------------------------------------------------------------------- 10-11
 
 
+def default_tunnel_up(profile: Profile, profile_name: str) -> str | None:
+    """A summary when this profile's background tunnel is up and the hub answers through it."""
+    status = _core("supervisor", "the tunnel supervisor").verify_status(profile_name, profile)
+    return f"tunnel up at {status.url} (pid {status.pid})" if status.connected else None
+
+
 def default_start_tunnel(profile: Profile, profile_name: str) -> str:
-    """Start the background tunnel the way ``connect --detach`` does."""
+    """Start the background supervisor as ``connect --detach`` does, and wait until it is up or gave up."""
     supervisor = _core("supervisor", "the tunnel supervisor")
-    start = getattr(supervisor, "start_detached", None)
-    if not callable(start):
-        raise WaError(
-            "the tunnel supervisor cannot run in the background in this version", "update wa-onboard"
+    proc = supervisor.spawn_detached(profile, profile_name, explicit_port=False)
+    record = supervisor.wait_detached(proc, profile_name)
+    if record is None:
+        raise ConnectError(
+            Failure.OTHER, "the background tunnel did not start", "run wa-onboard connect --no-tui to see why"
         )
-    summary = start(profile, profile_name)
-    return str(summary) if summary else "tunnel up"
+    if record.state != "connected":
+        raise ConnectError(
+            Failure(record.failure) if record.failure else Failure.OTHER,
+            record.message or "the background tunnel did not come up",
+            record.hint or "run wa-onboard connect --no-tui to see why",
+        )
+    return f"tunnel up at {record.url} (background pid {record.pid})"
 
 
 class StartTunnel(Step):
     id = "tunnel"
     title = "Start the tunnel and check the hub"
 
+    def done(self, ctx: StepContext) -> str | None:
+        check = _options(ctx).tunnel_up or default_tunnel_up
+        summary = check(ctx.profile, _options(ctx).profile_name)
+        return self._how_to(ctx, summary) if summary else None
+
     def run(self, ctx: StepContext) -> str:
         options = _options(ctx)
-        engine = ctx.state.pop("engine", None)
-        ctx.state.pop("workstation", None)
-        if engine is not None:
-            engine.close()  # the background tunnel makes its own (key-only) connection
+        close(ctx)  # the background tunnel makes its own (key-only) connection
         start = options.start_tunnel or default_start_tunnel
         try:
             summary = start(ctx.profile, options.profile_name)
         except ConnectError as exc:
             raise StepError(exc.message, exc.hint, exc.detail) from None
-        flag = "" if options.profile_name == DEFAULT_PROFILE else f" --profile {options.profile_name}"
+        return self._how_to(ctx, summary)
+
+    @staticmethod
+    def _how_to(ctx: StepContext, summary: str) -> str:
+        url = re.search(r"http://\S+", summary)
+        if url:
+            ctx.state["url"] = url.group(0)
+        name = _options(ctx).profile_name
+        flag = "" if name == DEFAULT_PROFILE else f" --profile {name}"
         return f"{summary}; check it: wa-onboard{flag} status, stop it: wa-onboard{flag} disconnect"
 
 
@@ -653,13 +665,13 @@ class OpenBrowser(Step):
     title = "Open the hub in the browser"
 
     def done(self, ctx: StepContext) -> str | None:
-        ctx.state["url"] = ctx.profile.url
+        url = ctx.state.setdefault("url", ctx.profile.url)
         if _options(ctx).no_browser:
-            return f"not opening a browser (--no-browser); open {ctx.profile.url}"
+            return f"not opening a browser (--no-browser); open {url}"
         return None
 
     def run(self, ctx: StepContext) -> str:
-        url = ctx.profile.url
+        url = ctx.state["url"]
         opener = _options(ctx).open_url or _webbrowser_open
         opened = opener(url)
         ctx.state["browser_opened"] = opened
