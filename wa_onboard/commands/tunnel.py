@@ -1,15 +1,218 @@
-"""``wa-onboard connect | status | disconnect | open``."""
+"""``wa-onboard connect | status | disconnect | open``: plain text, fast, no TUI.
+
+Daily use must take about a second: a live supervisor for the profile is reused, a live control
+master is reused, and nothing heavier than the core is imported.
+"""
 
 from __future__ import annotations
 
+import json
+import signal
+import sys
+import threading
+import time
 from typing import TYPE_CHECKING
 
-from wa_onboard.commands._pending import not_implemented
+from wa_onboard.core import supervisor as sup
+from wa_onboard.core import tunnelstate
+from wa_onboard.core.engine import ConnectError, Failure
+from wa_onboard.core.errors import WaError
+from wa_onboard.core.profile import DEFAULT_PROFILE, Profile
+from wa_onboard.core.results import TunnelState, TunnelStatus
 
 if TYPE_CHECKING:
     from wa_onboard.cli import CommandContext
 
+EXIT_INTERRUPTED = 130
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def _flag(ctx: CommandContext) -> str:
+    return "" if ctx.profile_name == DEFAULT_PROFILE else f" --profile {ctx.profile_name}"
+
+
+def _open_browser(url: str) -> bool:
+    import webbrowser  # honours $BROWSER
+
+    try:
+        return webbrowser.open(url)
+    except webbrowser.Error:
+        return False
+
+
+def _print_status_line(status: TunnelStatus) -> None:
+    stamp = time.strftime("%H:%M:%S")
+    text = f"{stamp} {status.state.value}: {status.message or status.state.value}"
+    if status.state is TunnelState.UP:
+        text += f" -> {status.url}" + (f" (hub {status.hub_version})" if status.hub_version else "")
+    _out(text)
+    if status.hint and status.state is not TunnelState.UP:
+        _out(f"         hint: {status.hint}")
+
 
 def run(command: str, ctx: CommandContext) -> int:
-    ctx.load_profile(save_flags=command == "connect")
-    return not_implemented(command)
+    profile = ctx.load_profile(save_flags=command == "connect")
+    if command == "status":
+        return status(ctx, profile)
+    profile.require_complete()
+    if command == "connect":
+        return connect(ctx, profile)
+    if command == "disconnect":
+        return disconnect(ctx, profile)
+    if command == "open":
+        return open_hub(ctx, profile)
+    raise WaError(f"unknown command {command}")
+
+
+def _explicit_port(ctx: CommandContext) -> bool:
+    return getattr(ctx.args, "local_port", None) is not None
+
+
+def connect(ctx: CommandContext, profile: Profile) -> int:
+    args, name = ctx.args, ctx.profile_name
+    if tunnelstate.lock_is_held(name):
+        status = sup.verify_status(name, profile)
+        if status.connected:
+            _out(f"already connected: {status.url} (background pid {status.pid})")
+            _out(f"stop it with: wa-onboard{_flag(ctx)} disconnect")
+            if not args.no_browser and not args.detach:
+                _open_browser(status.url)
+            return 0
+        raise WaError(
+            f"the tunnel of profile {name} already runs, but it is {status.state.value}: {status.message}",
+            f"wait for it, or stop it with: wa-onboard{_flag(ctx)} disconnect",
+        )
+    if args.detach:
+        summary = sup.start_detached(profile, name, explicit_port=_explicit_port(ctx))
+        record = tunnelstate.read_record(name)
+        url = record.url if record else profile.url
+        _out(summary)
+        _out(f"open {url}   stop it with: wa-onboard{_flag(ctx)} disconnect")
+        if not args.no_browser:
+            _open_browser(url)
+        return 0
+    return _foreground(ctx, profile)
+
+
+def _foreground(ctx: CommandContext, profile: Profile) -> int:
+    from wa_onboard.commands.prompter_cli import CliPrompter
+
+    args, name = ctx.args, ctx.profile_name
+    lock = tunnelstate.ProfileLock(name)
+    try:
+        lock.acquire()
+    except tunnelstate.LockHeld:
+        raise WaError(
+            f"another wa-onboard is starting the tunnel for profile {name}", "try again in a moment"
+        ) from None
+    supervisor = sup.Supervisor(
+        profile,
+        name,
+        explicit_port=_explicit_port(ctx),
+        on_status=_print_status_line,
+        logger=tunnelstate.tunnel_logger(name),
+    )
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        try:
+            supervisor.start()
+        except ConnectError as exc:
+            unknown_key = exc.failure is Failure.HOST_KEY_REJECTED
+            prompter = CliPrompter(assume_yes=args.yes, allow_secrets=False)
+            if not (unknown_key and (args.yes or prompter.interactive)):
+                raise
+            # a host key we have not seen: show the fingerprint and ask (never a password here)
+            supervisor.start(prompter, interactive=True)
+        if not args.no_browser:
+            _open_browser(supervisor.url)
+        _out("Ctrl-C stops the tunnel")
+        final = supervisor.run(stop)
+        if final.state is TunnelState.DOWN and not stop.is_set():
+            supervisor.stop_engine()
+            return 1
+        supervisor.shutdown()
+        return 0
+    except KeyboardInterrupt:
+        supervisor.shutdown("stopped (Ctrl-C)")
+        return EXIT_INTERRUPTED
+    except BaseException:
+        supervisor.stop_engine()
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        lock.release()
+
+
+def status_dict(status: TunnelStatus) -> dict[str, object]:
+    """The ``status --json`` contract (tests pin these keys)."""
+    return {
+        "profile": status.profile,
+        "connected": status.connected,
+        "state": status.state.value,
+        "url": status.url,
+        "local_port": status.local_port,
+        "pid": status.pid,
+        "since": status.since,
+        "reconnects": status.reconnects,
+        "hub_version": status.hub_version,
+        "latency_ms": round(status.latency_ms, 1) if status.latency_ms is not None else None,
+        "message": status.message,
+        "hint": status.hint,
+    }
+
+
+def status(ctx: CommandContext, profile: Profile) -> int:
+    current = sup.verify_status(ctx.profile_name, profile)
+    if ctx.args.json:
+        _out(json.dumps(status_dict(current), indent=2))
+        return 0 if current.connected else 1
+    if current.connected:
+        since = time.strftime("%Y-%m-%d %H:%M", time.localtime(current.since)) if current.since else "?"
+        _out(f"connected: {current.url}")
+        _out(f"  pid {current.pid}, up since {since}, {current.reconnects} reconnect(s)")
+        if current.hub_version:
+            _out(f"  JupyterHub {current.hub_version}")
+        return 0
+    _out(f"not connected ({current.state.value}){': ' + current.message if current.message else ''}")
+    if current.hint:
+        _out(f"  hint: {current.hint}")
+    else:
+        _out(f"  start it with: wa-onboard{_flag(ctx)} connect")
+    return 1
+
+
+def disconnect(ctx: CommandContext, profile: Profile) -> int:
+    name = ctx.profile_name
+    pid = sup.stop_supervisor(name)
+    if profile.engine == "openssh" and sys.platform != "win32":
+        from wa_onboard.core.engine_openssh import OpenSshEngine
+
+        OpenSshEngine(profile, name).close()  # masters left by setup or a crashed run
+    if not tunnelstate.lock_is_held(name):
+        tunnelstate.remove_record(name)
+    _out(f"stopped the tunnel of profile {name} (pid {pid})" if pid else f"no tunnel was running for {name}")
+    return 0
+
+
+def open_hub(ctx: CommandContext, profile: Profile) -> int:
+    current = sup.verify_status(ctx.profile_name, profile)
+    url = current.url
+    if not current.connected:
+        if tunnelstate.lock_is_held(ctx.profile_name):
+            raise WaError(
+                f"the tunnel is running but {current.state.value}: {current.message}",
+                current.hint or f"wa-onboard{_flag(ctx)} status",
+            )
+        _out(sup.start_detached(profile, ctx.profile_name))
+        record = tunnelstate.read_record(ctx.profile_name)
+        url = record.url if record else profile.url
+    if _open_browser(url):
+        _out(f"opened {url}")
+    else:
+        _out(f"open {url} in your browser")
+    return 0

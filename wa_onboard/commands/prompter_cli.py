@@ -1,0 +1,113 @@
+"""The command line's answers to the core's questions: getpass, ``--password-stdin``, ``--yes``.
+
+Secrets are read without echo and never printed; fingerprints are printed before any question
+about them. ``--yes`` accepts new host keys and non-destructive changes only.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+from collections.abc import Callable
+from typing import TextIO
+
+from wa_onboard.core.prompts import ConfirmQuestion, HostKeyQuestion, SecretQuestion
+
+
+def _has_tty() -> bool:
+    try:
+        fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY) if os.name == "posix" else -1
+    except OSError:
+        return False
+    if fd >= 0:
+        os.close(fd)
+        return True
+    return sys.stdin.isatty()
+
+
+class CliPrompter:
+    """A Prompter for plain terminals and scripts."""
+
+    def __init__(
+        self,
+        *,
+        assume_yes: bool = False,
+        password_stdin: bool = False,
+        allow_secrets: bool = True,
+        stdin: TextIO | None = None,
+        out: TextIO | None = None,
+        ask_secret: Callable[[str], str] | None = None,
+        ask_line: Callable[[str], str] | None = None,
+        interactive: bool | None = None,
+    ) -> None:
+        self.assume_yes = assume_yes
+        self.password_stdin = password_stdin
+        self.allow_secrets = allow_secrets
+        """False for daily commands: a password question is declined (the core then says why)."""
+        self.stdin = stdin or sys.stdin
+        self.out = out or sys.stderr
+        self.ask_secret = ask_secret or (lambda prompt: getpass.getpass(prompt, stream=self.out))
+        self.ask_line = ask_line or self._input
+        self.interactive = _has_tty() if interactive is None else interactive
+        self._stdin_used = False
+
+    def _input(self, prompt: str) -> str:
+        self.out.write(prompt)
+        self.out.flush()
+        return input()
+
+    def _say(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def secret(self, question: SecretQuestion) -> str | None:
+        if not self.allow_secrets:
+            return None
+        if self.password_stdin and question.kind == "password" and not self._stdin_used:
+            self._stdin_used = True  # one line, read once, for the first password prompt only
+            line = self.stdin.readline()
+            if line:
+                return line.rstrip("\r\n")
+        if not self.interactive:
+            return None
+        if question.attempt > 1:
+            self._say(f"{question.hop}: that was not accepted (try {question.attempt} of 3)")
+        *instructions, prompt = question.prompt.splitlines() or [""]
+        for line in instructions:
+            self._say(f"  {line}")
+        try:
+            return self.ask_secret(f"[{question.hop}] {prompt.strip()} ")
+        except EOFError:
+            return None
+
+    def confirm(self, question: HostKeyQuestion | ConfirmQuestion) -> bool:
+        if isinstance(question, HostKeyQuestion):
+            self._say(f"First connection to {question.host}. Its host key:")
+            self._say(f"  {question.key_type} {question.fingerprint}")
+            self._say("  Compare it with the fingerprint the lab admins publish.")
+            if self.assume_yes:
+                self._say("  trusted (--yes)")
+                return True
+            return self._ask_yes_no("Trust this host key?", default=False)
+        self._say(question.title)
+        if question.detail:
+            for line in question.detail.splitlines():
+                self._say(f"  {line}")
+        if self.assume_yes and not question.destructive:
+            self._say("  yes (--yes)")
+            return True
+        return self._ask_yes_no("Go ahead?", default=question.default)
+
+    def _ask_yes_no(self, prompt: str, *, default: bool) -> bool:
+        if not self.interactive:
+            self._say("  no (no terminal to ask in; --yes answers yes)")
+            return False
+        suffix = " [Y/n] " if default else " [y/N] "
+        try:
+            answer = self.ask_line(prompt + suffix).strip().lower()
+        except EOFError:
+            return default
+        if not answer:
+            return default
+        return answer in ("y", "yes")

@@ -1,0 +1,577 @@
+"""The OpenSSH engine: pexpect drives the first login, then everything rides control masters.
+
+Two masters, one per hop: ``wa-jump`` first, then ``wa-ws``, whose ProxyJump (``ssh -W``) rides the
+jump master. Each hop therefore asks for its password once, and a failure is always known to be
+the jump host's or the workstation's. The masters run in the foreground (``-N``, no ``-f``) as our
+own children: with ``-f`` the pty's session leader exits and the kernel's SIGHUP kills the ProxyJump
+helper. ``LocalCommand`` prints a marker once a master listens on its control socket, which is how
+we know the login is over. Later commands (``workstation()``, ``forward()``, ``-O check``) talk to
+the masters and cost milliseconds. Data flows through OpenSSH itself, never through Python.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import re
+import secrets
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from wa_onboard.core import known_hosts, sshfiles, validate
+from wa_onboard.core.engine import ConnectError, Failure
+from wa_onboard.core.profile import DEFAULT_PROFILE, Profile
+from wa_onboard.core.prompts import HostKeyQuestion, Prompter, SecretKind, SecretQuestion
+from wa_onboard.core.remote import RemoteShell, SubprocessShell
+
+MAX_TRIES = 3
+"""Wrong password or code: ask again, at most this many tries in all (then fail: no lockouts)."""
+
+OutputCallback = Callable[[str, str], None]
+"""(hop, line) for each line a master prints after login: logs, and the supervisor's diagnosis."""
+
+_HOSTKEY_QUESTION = re.compile(
+    r"The authenticity of host '(?P<host>[^']*)' can't be established\.(?P<body>.*?)"
+    r"\(yes/no(?:/\[fingerprint\])?\)\? ?\Z",
+    re.S,
+)
+_FINGERPRINT = re.compile(r"(?P<type>[A-Z0-9-]+) key fingerprint is (?P<fp>SHA256:[A-Za-z0-9+/=]+)")
+#: a prompt: the last line of what ssh printed, ending in ':' (a question ssh waits on), no newline
+_PROMPT = re.compile(r"(?P<line>[^\r\n]*:[ \t]?)\Z")
+_PASSWORD_PROMPT = re.compile(r"(?P<who>[^\s']+@[^\s']+)'s password: ?\Z")
+_KBD_PREFIX = re.compile(r"^\((?P<who>[^\s()]+@[^\s()]+)\) ")
+_OTP_WORDS = re.compile(r"(?i)verification|passcode|one[- ]time|\botp\b|token|\bcode\b|option")
+#: lines ssh prints that are not part of a keyboard-interactive instruction
+_NOISE = re.compile(
+    r"(?i)^(warning:|permission denied|authenticated |the authenticity|this key is not known|"
+    r"[a-z0-9-]+ key fingerprint|are you sure|please type|pseudo-terminal|channel \d|stdio forward)"
+)
+
+
+def _secret_kind(prompt: str) -> SecretKind:
+    if re.search(r"(?i)password", prompt):
+        return "password"
+    if _OTP_WORDS.search(prompt):
+        return "otp"
+    return "other"
+
+
+@dataclass(frozen=True)
+class Hop:
+    """One leg of the path, as our ssh_config names it."""
+
+    role: str
+    """``jump`` or ``ws``."""
+    alias: str
+    user: str
+    host: str
+    port: int
+
+    @property
+    def who(self) -> str:
+        return f"{self.user}@{self.host}"
+
+    @property
+    def known_hosts_name(self) -> str:
+        """How known_hosts (and ``ssh-keygen -R``) names the host."""
+        return known_hosts.host_id(self.host, self.port)
+
+
+def hops(profile: Profile, profile_name: str = DEFAULT_PROFILE) -> tuple[Hop, Hop]:
+    names = sshfiles.aliases(profile_name)
+    jump_host, jump_port = profile.jump_address
+    ws_host, ws_port = profile.host_address
+    return (
+        Hop("jump", names.jump, profile.user, jump_host, jump_port),
+        Hop("ws", names.ws, profile.user, ws_host, ws_port),
+    )
+
+
+# --- telling failures apart ----------------------------------------------------------------------
+
+
+def classify(transcript: str, hop: Hop, jump: Hop, *, interactive: bool = True) -> ConnectError:
+    """Turn what ssh printed (and its exit) into the failure kind, a message and a hint.
+
+    ``hop`` is the master being started; ``jump`` is the jump host (a workstation's login can still
+    fail at the jump host, and the text says which: ssh names the host in its messages)."""
+    text = transcript.replace("\r", "")
+    last = _last_meaningful_line(text)
+    if "REMOTE HOST IDENTIFICATION HAS CHANGED" in text or re.search(r"Host key for .* has changed", text):
+        changed = _changed_host(text, hop, jump)
+        return ConnectError(
+            Failure.HOST_KEY_CHANGED,
+            f"the host key of {changed.host} has CHANGED since it was trusted; refusing to connect",
+            "this can mean someone is intercepting the connection, or the host was reinstalled. "
+            "Ask the lab admins to confirm the new fingerprint, then remove the old entry with: "
+            + known_hosts.removal_command(changed.host, changed.port),
+            detail=last,
+        )
+    if re.search(r"No \S+ host key is known for|Host key verification failed", text):
+        return ConnectError(
+            Failure.HOST_KEY_REJECTED,
+            f"the host key of {hop.host} is not trusted yet",
+            "connect once in a terminal to review its fingerprint (or pass --yes to accept a new key)",
+            detail=last,
+        )
+    match = re.search(r"Could not resolve hostname (\S+?):", text)
+    if match:
+        return ConnectError(
+            Failure.JUMP_UNKNOWN,
+            f"the jump host name {match.group(1)} does not resolve",
+            "check the spelling (--jump) and your network / DNS; off campus you may need the VPN",
+            detail=last,
+        )
+    ws_markers = (
+        r"channel \d+: open failed|stdio forwarding failed|"
+        r"Connection closed by UNKNOWN port 65535|kex_exchange_identification.*UNKNOWN"
+    )
+    if hop.role == "ws" and re.search(ws_markers, text):
+        return ConnectError(
+            Failure.WS_UNREACHABLE,
+            f"the jump host {jump.host} cannot reach the workstation {hop.host}:{hop.port}",
+            "the workstation may be off or its sshd stopped; check the name (--host) or ask the lab admins",
+            detail=last,
+        )
+    match = re.search(
+        r"connect to host (\S+) port (\d+): (Connection refused|No route to host|Network is unreachable|"
+        r"Connection timed out|Operation timed out)",
+        text,
+    )
+    if match or re.search(r"Connection timed out|timed out during banner exchange", text):
+        where = match.group(1) if match else jump.host
+        return ConnectError(
+            Failure.JUMP_UNREACHABLE,
+            f"cannot reach the jump host {where}: {match.group(3) if match else 'timed out'}",
+            "check your network connection (Wi-Fi, VPN, firewall); the host may also be down",
+            detail=last,
+        )
+    match = re.search(r"(?:(\S+)@(\S+): )?Permission denied \(([^)]*)\)", text)
+    if match:
+        host = match.group(2) or hop.host
+        on_jump = host == jump.host if match.group(2) else hop.role == "jump"
+        if not interactive:
+            return ConnectError(
+                Failure.PASSWORD_NEEDED,
+                f"{host} did not accept the key and wants a password or code",
+                "run wa-onboard setup (it installs the key), or connect in a terminal to type it",
+                detail=last,
+            )
+        return ConnectError(
+            Failure.JUMP_AUTH if on_jump else Failure.WS_AUTH,
+            f"{hop.user}@{host} refused the login ({match.group(3)})",
+            "check your CAE username and password; after several failures the account may be locked "
+            "for a while, so wait before trying again",
+            detail=last,
+        )
+    if re.search(r"Connection (closed|reset) by", text):
+        return ConnectError(
+            Failure.JUMP_UNREACHABLE if hop.role == "jump" else Failure.WS_UNREACHABLE,
+            f"{hop.host} closed the connection during login",
+            "the host may be restarting or limiting connections; try again in a minute",
+            detail=last,
+        )
+    return ConnectError(
+        Failure.OTHER,
+        f"ssh to {hop.host} failed" + (f": {last}" if last else ""),
+        "run wa-onboard doctor to find which layer is broken",
+        detail=last,
+    )
+
+
+def _last_meaningful_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("@@@")]
+    return lines[-1] if lines else ""
+
+
+def _changed_host(text: str, hop: Hop, jump: Hop) -> Hop:
+    match = re.search(r"Host key for (\S+) has changed", text)
+    name = match.group(1) if match else ""
+    if name and name in (jump.host, jump.known_hosts_name):
+        return jump
+    return hop
+
+
+# --- the engine ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Master:
+    """A control master we started: the pexpect child and a thread that drains its pty."""
+
+    hop: Hop
+    child: Any
+    lines: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=200))
+    reader: threading.Thread | None = None
+
+
+class OpenSshEngine:
+    """The Engine protocol over OpenSSH control masters."""
+
+    name = "openssh"
+
+    def __init__(
+        self,
+        profile: Profile,
+        profile_name: str = DEFAULT_PROFILE,
+        *,
+        ssh: str = "ssh",
+        connect_timeout: int | None = None,
+        login_timeout: float = 60.0,
+        on_output: OutputCallback | None = None,
+    ) -> None:
+        profile.require_complete()
+        self.profile = profile
+        self.profile_name = profile_name
+        self.ssh = ssh
+        self.connect_timeout = connect_timeout
+        """Overrides ConnectTimeout for the masters (the supervisor uses a short one to retry fast)."""
+        self.login_timeout = login_timeout
+        """How long ssh may stay silent during login (waiting on a person does not count)."""
+        self.on_output = on_output
+        self.jump_hop, self.ws_hop = hops(profile, profile_name)
+        self._masters: dict[str, _Master] = {}
+        self._lock = threading.Lock()
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    @property
+    def config(self) -> str:
+        return str(sshfiles.config_path())
+
+    def _argv(self, hop: Hop, *options: str) -> list[str]:
+        return [self.ssh, "-F", self.config, *options, hop.alias]
+
+    def _control(self, hop: Hop, command: str, *extra: str, timeout: float = 10.0) -> tuple[int, str]:
+        """``ssh -O command``: talk to a master. Returns (exit code, stderr+stdout)."""
+        try:
+            done = subprocess.run(
+                self._argv(hop, "-O", command, *extra),
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                stdin=subprocess.DEVNULL,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return 255, "timed out talking to the control master"
+        return done.returncode, (done.stderr + done.stdout).strip()
+
+    def master_pid(self, hop: Hop) -> int | None:
+        code, out = self._control(hop, "check")
+        match = re.search(r"pid=(\d+)", out)
+        return int(match.group(1)) if code == 0 and match else None
+
+    def pids(self) -> set[int]:
+        """Processes of ours that may hold a forwarded port (the workstation master)."""
+        pid = self.master_pid(self.ws_hop)
+        return {pid} if pid else set()
+
+    # -- Engine ---------------------------------------------------------------------------------
+
+    def login(self, prompter: Prompter, *, interactive: bool = True) -> None:
+        if not sshfiles.has_control_master():
+            raise ConnectError(
+                Failure.OTHER,
+                "the OpenSSH engine needs connection sharing, which Windows' OpenSSH does not have",
+                "use --engine paramiko",
+            )
+        sshfiles.write_config(self.profile, self.profile_name)
+        accepted: list[str] = []  # a password one hop accepted, offered once to the other
+        try:
+            for hop in (self.jump_hop, self.ws_hop):
+                if self.master_pid(hop) is not None:
+                    continue
+                self._start_master(hop, prompter, interactive, accepted)
+        finally:
+            accepted.clear()
+
+    def _spawn(self, hop: Hop, interactive: bool, marker: str) -> Any:
+        import pexpect
+
+        options = [
+            "-N",
+            "-o",
+            "ControlMaster=yes",
+            "-o",
+            "ControlPersist=no",
+            "-o",
+            "PermitLocalCommand=yes",
+            "-o",
+            f"LocalCommand=echo {marker}",
+        ]
+        if not interactive:
+            options += ["-o", "BatchMode=yes"]
+        if self.connect_timeout is not None:
+            options += ["-o", f"ConnectTimeout={int(self.connect_timeout)}"]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SSH_ASKPASS")}
+        env.update(SHELL="/bin/sh", LC_ALL="C")
+        argv = self._argv(hop, *options)
+        return pexpect.spawn(
+            argv[0],
+            argv[1:],
+            env=env,
+            encoding="utf-8",
+            codec_errors="replace",
+            dimensions=(24, 500),
+            echo=False,
+        )
+
+    def _start_master(self, hop: Hop, prompter: Prompter, interactive: bool, accepted: list[str]) -> None:
+        import pexpect
+
+        marker = f"__WA_ONBOARD_READY_{secrets.token_hex(6)}__"
+        child = self._spawn(hop, interactive, marker)
+        transcript: list[str] = []
+        sent: list[str] = []  # secrets we typed, scrubbed from anything we keep
+        asked: collections.Counter[tuple[str, str]] = collections.Counter()
+        chunk_start = 0
+        patterns = [re.compile(re.escape(marker)), _HOSTKEY_QUESTION, _PROMPT, pexpect.EOF, pexpect.TIMEOUT]
+        try:
+            while True:
+                index = child.expect(patterns, timeout=self.login_timeout)
+                transcript.append(_scrub(child.before or "", sent))
+                if index in (3, 4):
+                    if index == 4:
+                        transcript.append("\n(timed out waiting for ssh)")
+                        child.close(force=True)
+                        raise ConnectError(
+                            Failure.TIMEOUT,
+                            f"{hop.host} did not answer within {int(self.login_timeout)} s",
+                            "check your network; the host may be overloaded",
+                            detail=_last_meaningful_line("".join(transcript)),
+                        )
+                    child.close()
+                    raise classify("".join(transcript), hop, self.jump_hop, interactive=interactive)
+                after = str(child.after)
+                if index == 0:
+                    break
+                if index == 1:
+                    transcript.append(after)
+                    self._answer_host_key(child, hop, after, prompter)
+                    continue
+                # a prompt
+                recent = "".join(transcript)[chunk_start:]
+                transcript.append(after)
+                question = _secret_question(after, recent, hop)
+                key = (question.hop, question.kind)
+                asked[key] += 1
+                if asked[key] > MAX_TRIES:
+                    child.close(force=True)
+                    what = "password" if question.kind == "password" else "code"
+                    failure = Failure.JUMP_AUTH if hop.role == "jump" else Failure.WS_AUTH
+                    raise ConnectError(
+                        failure,
+                        f"{question.hop} refused the {what} {MAX_TRIES} times; stopped before the "
+                        "account gets locked",
+                        "check your CAE username and password (and the code's clock), then try again later",
+                    )
+                answer: str | None
+                if question.kind == "password" and asked[key] == 1 and accepted:
+                    answer = accepted[0]  # the same campus password, accepted by the other hop
+                else:
+                    answer = prompter.secret(
+                        SecretQuestion(question.prompt, question.hop, question.kind, asked[key])
+                    )
+                if answer is None:
+                    child.close(force=True)
+                    raise ConnectError(
+                        Failure.PASSWORD_NEEDED,
+                        f"{question.hop} asks for a {question.kind}, and none was given",
+                        "run wa-onboard setup in a terminal (it installs the key so that no password "
+                        "is needed), or give it with --password-stdin",
+                    )
+                sent.append(answer)
+                child.sendline(answer)
+                chunk_start = len("".join(transcript))
+                if question.kind == "password":
+                    accepted[:] = [answer]
+        except BaseException:
+            if child.isalive():
+                child.close(force=True)
+            raise
+        finally:
+            sent.clear()
+        master = _Master(hop, child)
+        master.lines.extend(_scrub("".join(transcript), []).splitlines()[-20:])
+        master.reader = threading.Thread(
+            target=self._drain, args=(master,), name=f"ssh-{hop.alias}", daemon=True
+        )
+        with self._lock:
+            self._masters[hop.role] = master
+        master.reader.start()
+
+    def _answer_host_key(self, child: Any, hop: Hop, text: str, prompter: Prompter) -> None:
+        match = _HOSTKEY_QUESTION.search(text)
+        body = match.group("body") if match else text
+        host = match.group("host").split(" (")[0] if match else hop.host
+        fp = _FINGERPRINT.search(body)
+        question = HostKeyQuestion(
+            host=host,
+            key_type=fp.group("type") if fp else "unknown",
+            fingerprint=fp.group("fp") if fp else "",
+        )
+        child.sendline("yes" if fp and prompter.confirm(question) else "no")
+
+    def _drain(self, master: _Master) -> None:
+        """Read the master's pty until it ends, so ssh never blocks on a full terminal buffer."""
+        import pexpect
+
+        child, pending = master.child, ""
+        while True:
+            try:
+                pending += child.read_nonblocking(4096, timeout=1.0)
+            except pexpect.TIMEOUT:
+                continue
+            except Exception:  # EOF, or the pty went away (close() from another thread)
+                return
+            *lines, pending = pending.replace("\r", "").split("\n")
+            for text in filter(None, (ln.strip() for ln in lines)):
+                master.lines.append(text)
+                if self.on_output is not None:
+                    self.on_output(master.hop.role, text)
+
+    def recent_output(self, role: str = "ws") -> list[str]:
+        """What the master printed lately (``channel 3: open failed: ...``): for diagnosis."""
+        with self._lock:
+            master = self._masters.get(role)
+        return list(master.lines) if master else []
+
+    def is_alive(self) -> bool:
+        with self._lock:
+            owned = dict(self._masters)
+        for master in owned.values():
+            if not master.child.isalive():
+                return False
+        return self.master_pid(self.ws_hop) is not None
+
+    def _shell_argv(self, hop: Hop) -> list[str]:
+        return self._argv(hop, "-o", "BatchMode=yes", "-o", "ControlMaster=no", "-T")
+
+    def workstation(self) -> RemoteShell:
+        return SubprocessShell(self._shell_argv(self.ws_hop))
+
+    def jump(self) -> RemoteShell:
+        return SubprocessShell(self._shell_argv(self.jump_hop))
+
+    def ping(self, timeout: float = 5.0) -> bool:
+        """One round trip to the workstation over the master: is the path alive end to end?"""
+        try:
+            done = subprocess.run(
+                [*self._shell_argv(self.ws_hop), "true"],
+                capture_output=True,
+                timeout=timeout,
+                stdin=subprocess.DEVNULL,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return False
+        return done.returncode == 0
+
+    def _forward_spec(self, local_port: int, remote_port: int) -> str:
+        local = validate.port(local_port, "local-port")
+        remote = validate.port(remote_port, "remote-port")
+        return f"127.0.0.1:{local}:localhost:{remote}"
+
+    def forward(self, local_port: int, remote_port: int) -> None:
+        code, out = self._control(self.ws_hop, "forward", "-L", self._forward_spec(local_port, remote_port))
+        if code != 0:
+            busy = "Address already in use" in out or "forwarding request failed" in out
+            raise ConnectError(
+                Failure.PORT_BUSY if busy else Failure.OTHER,
+                f"could not forward 127.0.0.1:{local_port}: {out or 'ssh -O forward failed'}",
+                "choose another port with --local-port" if busy else "run wa-onboard doctor",
+                detail=out,
+            )
+
+    def cancel_forward(self, local_port: int, remote_port: int) -> None:
+        self._control(self.ws_hop, "cancel", "-L", self._forward_spec(local_port, remote_port))
+
+    def close(self) -> None:
+        """Stop both masters (ours, by their control sockets) and make sure no ssh of ours is left."""
+        for hop in (self.ws_hop, self.jump_hop):
+            self._control(hop, "exit", timeout=5.0)
+        with self._lock:
+            owned = list(self._masters.values())
+            self._masters.clear()
+        for master in owned:
+            with contextlib.suppress(Exception):  # already gone is what we want
+                master.child.close(force=True)
+        deadline = time.monotonic() + 3.0
+        while True:
+            left = our_ssh_processes(self.config, (self.jump_hop.alias, self.ws_hop.alias))
+            if not left or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        for pid in left:
+            _kill(pid)
+
+
+def _secret_question(after: str, recent: str, hop: Hop) -> SecretQuestion:
+    """What the prompt asks, who asks, and the kind of secret, from the text ssh printed."""
+    line = after.strip()
+    match = _PASSWORD_PROMPT.search(after)
+    if match:
+        return SecretQuestion(line, match.group("who"), "password")
+    prefixed = _KBD_PREFIX.match(line)
+    who = prefixed.group("who") if prefixed else hop.who
+    prompt = line[prefixed.end() :] if prefixed else line
+    instructions = [
+        ln.strip()
+        for ln in recent.replace("\r", "").splitlines()
+        if ln.strip() and not _NOISE.match(ln.strip())
+    ]
+    text = "\n".join([*instructions[-8:], prompt]) if _OTP_WORDS.search(prompt) else prompt
+    return SecretQuestion(text, who, _secret_kind(prompt))
+
+
+def _scrub(text: str, secrets_sent: list[str]) -> str:
+    for value in secrets_sent:
+        if value:
+            text = text.replace(value, "******")
+    return text
+
+
+def our_ssh_processes(config: str, aliases: tuple[str, ...]) -> list[int]:
+    """PIDs of ssh processes started with our config file for one of these aliases (Linux: /proc)."""
+    found: list[int] = []
+    proc = "/proc"
+    if not sys.platform.startswith("linux") or not os.path.isdir(proc):  # noqa: PTH112
+        return found
+    for entry in os.listdir(proc):  # noqa: PTH208
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"{proc}/{entry}/cmdline", "rb") as handle:  # noqa: PTH123
+                argv = handle.read().split(b"\0")
+        except OSError:
+            continue
+        words = [a.decode("utf-8", "replace") for a in argv if a]
+        if not words or not os.path.basename(words[0]).startswith("ssh"):  # noqa: PTH119
+            continue
+        if config in words and any(alias in words for alias in aliases):
+            found.append(int(entry))
+    return found
+
+
+def _kill(pid: int) -> None:
+    import signal
+
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return
+    for _ in range(20):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)

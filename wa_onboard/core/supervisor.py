@@ -1,0 +1,649 @@
+"""The tunnel supervisor: bring the forward up, prove it with the hub's health URL, keep it up.
+
+Ready means ``GET <base>/hub/health`` through the forward answers 200. While running it probes
+every few seconds; when the path is lost it reconnects with capped exponential backoff and jitter,
+key only (no prompt ever reaches a person), and stops with a clear reason if the server now wants
+a password. The foreground ``connect`` and the detached one (``python -m wa_onboard.core.supervisor``)
+run the same object; states reach the front end through a callback and the state file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import importlib
+import json
+import logging
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from wa_onboard.core import tunnelstate
+from wa_onboard.core.engine import ConnectError, Engine, Failure
+from wa_onboard.core.profile import DEFAULT_PROFILE, Profile
+from wa_onboard.core.prompts import NoPrompter, Prompter
+from wa_onboard.core.results import TunnelState, TunnelStatus
+from wa_onboard.core.tunnelstate import TunnelRecord
+
+StatusCallback = Callable[[TunnelStatus], None]
+EngineFactory = Callable[[bool], Engine]
+"""Makes a fresh engine; the flag says it is for a reconnect (short connect timeout)."""
+
+#: failures a reconnect loop must not retry: a person has to act
+STOP_FAILURES = frozenset({Failure.PASSWORD_NEEDED, Failure.HOST_KEY_CHANGED, Failure.HOST_KEY_REJECTED})
+RECONNECT_CONNECT_TIMEOUT = 3
+"""Seconds per TCP connect while reconnecting: a fresh SYN soon after the network returns."""
+
+
+# --- probing the hub -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Probe:
+    ok: bool
+    failure: Failure | None = None
+    message: str = ""
+    hint: str = ""
+    status: int | None = None
+    latency_ms: float = 0.0
+
+
+def _opener() -> urllib.request.OpenerDirector:
+    """No proxies: a corporate HTTP(S)_PROXY must never see (or swallow) localhost traffic."""
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def hub_url(port: int, base_url: str, path: str) -> str:
+    return f"http://127.0.0.1:{port}{base_url}{path}"
+
+
+def probe_hub(port: int, base_url: str, remote_port: int = 0, timeout: float = 3.0) -> Probe:
+    """One ``GET <base>/hub/health`` through the forward, with the failure told apart."""
+    url = hub_url(port, base_url, "/hub/health")
+    started = time.monotonic()
+
+    def took() -> float:
+        return (time.monotonic() - started) * 1000
+
+    try:
+        with _opener().open(url, timeout=timeout) as response:
+            response.read(1024)
+            return Probe(True, status=response.status, latency_ms=took())
+    except urllib.error.HTTPError as exc:
+        if exc.code == 503:
+            return Probe(
+                False,
+                Failure.HUB_UNAVAILABLE,
+                "the tunnel is up, but the hub is down (its proxy answers 503)",
+                "JupyterHub is not running on the workstation: ask the lab admins to restart it",
+                exc.code,
+                took(),
+            )
+        if exc.code == 404:
+            return Probe(
+                False,
+                Failure.HUB_WRONG_URL,
+                f"nothing answers at {base_url or '/'}/hub/health (404): wrong base URL?",
+                "the lab's hub lives under /jupyter: fix it with --base-url /jupyter",
+                exc.code,
+                took(),
+            )
+        return Probe(
+            False,
+            Failure.OTHER,
+            f"the hub answered HTTP {exc.code}",
+            "run wa-onboard doctor",
+            exc.code,
+            took(),
+        )
+    except TimeoutError:
+        return Probe(False, Failure.TIMEOUT, "no answer through the tunnel (timed out)", latency_ms=took())
+    except urllib.error.URLError as exc:
+        return _probe_os_error(exc.reason, remote_port, took())
+    except (ConnectionError, http.client.HTTPException, OSError) as exc:
+        return _probe_os_error(exc, remote_port, took())
+
+
+def _probe_os_error(reason: object, remote_port: int, latency: float) -> Probe:
+    if isinstance(reason, (TimeoutError, socket.timeout)):
+        return Probe(False, Failure.TIMEOUT, "no answer through the tunnel (timed out)", latency_ms=latency)
+    if isinstance(reason, ConnectionRefusedError):
+        return Probe(False, Failure.OTHER, "the tunnel's local port is closed", latency_ms=latency)
+    where = f"port {remote_port}" if remote_port else "the hub's port"
+    return Probe(
+        False,
+        Failure.FORWARD_REFUSED,
+        f"the tunnel is up, but nothing listens on the workstation's {where}",
+        "JupyterHub is not running on the workstation (or --remote-port is wrong): ask the lab admins",
+        latency_ms=latency,
+    )
+
+
+def hub_version(port: int, base_url: str, timeout: float = 3.0) -> str | None:
+    """The hub's version from ``<base>/hub/api`` (no login needed)."""
+    try:
+        with _opener().open(hub_url(port, base_url, "/hub/api"), timeout=timeout) as response:
+            data = json.loads(response.read(65536).decode("utf-8", "replace"))
+    except (OSError, ValueError, http.client.HTTPException):
+        return None
+    version = data.get("version") if isinstance(data, dict) else None
+    return str(version) if version else None
+
+
+# --- backoff -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Backoff:
+    """Capped exponential backoff with jitter: retries spread out, but never wait longer than cap."""
+
+    base: float = 0.5
+    factor: float = 2.0
+    cap: float = 2.5
+    jitter: float = 0.5
+    """Each delay is scaled by a random factor in [1 - jitter, 1]."""
+    rng: random.Random = field(default_factory=random.Random)
+    attempt: int = 0
+
+    def next(self) -> float:
+        delay = min(self.cap, self.base * self.factor**self.attempt)
+        self.attempt += 1
+        return delay * (1.0 - self.jitter * self.rng.random())
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+# --- engines -------------------------------------------------------------------------------------
+
+
+def make_engine(profile: Profile, profile_name: str, *, reconnecting: bool = False) -> Engine:
+    """The engine the profile names; a reconnect uses a short connect timeout."""
+    if profile.engine == "paramiko":
+        module = importlib.import_module("wa_onboard.core.engine_paramiko")
+        engine: Engine = module.ParamikoEngine(profile, profile_name)
+        return engine
+    from wa_onboard.core.engine_openssh import OpenSshEngine
+
+    return OpenSshEngine(
+        profile, profile_name, connect_timeout=RECONNECT_CONNECT_TIMEOUT if reconnecting else None
+    )
+
+
+def _owned_pids(engine: Engine) -> set[int]:
+    pids: Callable[[], set[int]] | None = getattr(engine, "pids", None)
+    return (pids() if pids else set()) | {os.getpid()}
+
+
+# --- the supervisor ------------------------------------------------------------------------------
+
+
+class Supervisor:
+    """Owns one tunnel for one profile: start, watch, reconnect, stop."""
+
+    def __init__(
+        self,
+        profile: Profile,
+        profile_name: str = DEFAULT_PROFILE,
+        *,
+        engine_factory: EngineFactory | None = None,
+        on_status: StatusCallback | None = None,
+        explicit_port: bool = False,
+        probe_interval: float = 2.0,
+        probe_timeout: float = 3.0,
+        backoff: Backoff | None = None,
+        record_state: bool = True,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        profile.require_complete()
+        self.profile = profile
+        self.profile_name = profile_name
+        self.engine_factory: EngineFactory = engine_factory or (
+            lambda reconnecting: make_engine(profile, profile_name, reconnecting=reconnecting)
+        )
+        self.on_status = on_status
+        self.explicit_port = explicit_port
+        self.probe_interval = probe_interval
+        self.probe_timeout = probe_timeout
+        self.backoff = backoff or Backoff()
+        self.record_state = record_state
+        self.log = logger or logging.getLogger("wa_onboard.tunnel")
+        self.engine: Engine | None = None
+        self.local_port = profile.local_port
+        self.since: float | None = None
+        self.reconnects = 0
+        self.hub_version: str | None = None
+        self.started = time.time()
+        self.status = TunnelStatus(profile_name, TunnelState.DOWN, local_port=self.local_port)
+
+    @property
+    def url(self) -> str:
+        return f"http://localhost:{self.local_port}{self.profile.base_url}/"
+
+    def _publish(
+        self,
+        state: TunnelState,
+        message: str = "",
+        hint: str = "",
+        failure: Failure | None = None,
+        latency_ms: float | None = None,
+    ) -> TunnelStatus:
+        status = TunnelStatus(
+            profile=self.profile_name,
+            state=state,
+            url=self.url,
+            local_port=self.local_port,
+            pid=os.getpid(),
+            since=self.since,
+            reconnects=self.reconnects,
+            hub_version=self.hub_version,
+            latency_ms=latency_ms,
+            message=message,
+            hint=hint,
+        )
+        changed = (status.state, status.message, status.local_port) != (
+            self.status.state,
+            self.status.message,
+            self.status.local_port,
+        )
+        self.status = status
+        if changed:
+            self.log.info("%s %s%s", state.value, message, f" (hint: {hint})" if hint else "")
+            if self.record_state:
+                tunnelstate.write_record(
+                    TunnelRecord(
+                        profile=self.profile_name,
+                        pid=os.getpid(),
+                        local_port=self.local_port,
+                        url=self.url,
+                        engine=self.profile.engine,
+                        state=state.value,
+                        since=self.since,
+                        reconnects=self.reconnects,
+                        remote_port=self.profile.remote_port,
+                        base_url=self.profile.base_url,
+                        started=self.started,
+                        message=message,
+                        hint=hint,
+                        failure=failure.value if failure else "",
+                    )
+                )
+            if self.on_status is not None:
+                self.on_status(status)
+        return status
+
+    # -- start ----------------------------------------------------------------------------------
+
+    def start(self, prompter: Prompter | None = None, *, interactive: bool = False) -> TunnelStatus:
+        """Log in (reusing a live control master), forward, and prove the hub answers.
+        Raises ConnectError, with everything it started stopped again."""
+        self._publish(TunnelState.CONNECTING, "connecting")
+        engine = self.engine_factory(False)
+        self.engine = engine
+        try:
+            engine.login(prompter or NoPrompter(), interactive=interactive)
+            self._forward(engine)
+            probe = probe_hub(self.local_port, self.profile.base_url, self.profile.remote_port, 15.0)
+            if not probe.ok:
+                raise ConnectError(probe.failure or Failure.OTHER, probe.message, probe.hint)
+        except BaseException as exc:
+            self.stop_engine()
+            if isinstance(exc, ConnectError):
+                self._publish(TunnelState.DOWN, exc.message, exc.hint, exc.failure)
+            raise
+        self.since = time.time()
+        self.hub_version = hub_version(self.local_port, self.profile.base_url)
+        return self._publish(TunnelState.UP, "connected", latency_ms=probe.latency_ms)
+
+    def _forward(self, engine: Engine) -> None:
+        """Pick the local port (reusing our own forward, avoiding a foreign holder) and forward it."""
+        port = self.local_port
+        if tunnelstate.port_is_free(port):
+            engine.forward(port, self.profile.remote_port)
+            return
+        holder = tunnelstate.port_holder(port)
+        if holder is not None and holder.pid in _owned_pids(engine):
+            self.log.info("port %d: reusing our own forward (%s)", port, holder)
+            return
+        who = str(holder) if holder else "another process"
+        if self.explicit_port:
+            raise ConnectError(
+                Failure.PORT_BUSY,
+                f"port {port} on this laptop is in use by {who}",
+                f"stop {who}, or choose another port with --local-port",
+            )
+        free = tunnelstate.next_free_port(port + 1)
+        if free is None:
+            raise ConnectError(Failure.PORT_BUSY, f"no free local port near {port}", "use --local-port")
+        self.local_port = free
+        self._publish(
+            TunnelState.CONNECTING, f"port {port} is in use by {who}; using {free} instead: {self.url}"
+        )
+        engine.forward(free, self.profile.remote_port)
+
+    # -- watch ----------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> TunnelStatus:
+        """Watch until ``stop`` is set or a person must act; returns the last status."""
+        while not stop.wait(self.probe_interval):
+            probe = probe_hub(
+                self.local_port, self.profile.base_url, self.profile.remote_port, self.probe_timeout
+            )
+            if probe.ok:
+                if self.status.state is not TunnelState.UP:
+                    self.hub_version = hub_version(self.local_port, self.profile.base_url)
+                self._publish(TunnelState.UP, "connected", latency_ms=probe.latency_ms)
+                continue
+            if self._path_alive(probe):
+                # ssh is fine; the hub is not (503, 404, nothing listening): say so, keep watching
+                self._publish(TunnelState.DOWN, probe.message, probe.hint, probe.failure)
+                continue
+            self.log.info("path lost: %s", probe.message)
+            if not self._reconnect(stop):
+                break
+        return self.status
+
+    def _path_alive(self, probe: Probe) -> bool:
+        engine = self.engine
+        if engine is None or not engine.is_alive():
+            return False
+        if probe.failure in (Failure.HUB_UNAVAILABLE, Failure.HUB_WRONG_URL, Failure.FORWARD_REFUSED):
+            return True
+        if probe.failure is Failure.TIMEOUT:
+            ping: Callable[[float], bool] | None = getattr(engine, "ping", None)
+            return bool(ping and ping(self.probe_timeout))
+        return False
+
+    def _reconnect(self, stop: threading.Event) -> bool:
+        """Key only, capped backoff; False when a person must act (or we were stopped)."""
+        self._publish(TunnelState.RECONNECTING, "connection lost; reconnecting")
+        self.stop_engine()
+        self.backoff.reset()
+        while not stop.is_set():
+            engine = self.engine_factory(True)
+            self.engine = engine
+            try:
+                engine.login(NoPrompter(), interactive=False)
+                self._forward(engine)
+            except ConnectError as exc:
+                self.stop_engine()
+                if exc.failure in STOP_FAILURES:
+                    self._publish(TunnelState.DOWN, exc.message, exc.hint, exc.failure)
+                    return False
+                self._publish(TunnelState.RECONNECTING, f"reconnecting: {exc.message}", exc.hint)
+                stop.wait(self.backoff.next())
+                continue
+            self.reconnects += 1
+            probe = probe_hub(self.local_port, self.profile.base_url, self.profile.remote_port, 10.0)
+            if probe.ok:
+                self.since = time.time()
+                self._publish(TunnelState.UP, "connected again", latency_ms=probe.latency_ms)
+            else:
+                self._publish(TunnelState.DOWN, probe.message, probe.hint, probe.failure)
+            return True
+        return False
+
+    def stop_engine(self) -> None:
+        engine, self.engine = self.engine, None
+        if engine is not None:
+            try:
+                engine.close()
+            except Exception as exc:  # closing must not hide why we are closing
+                self.log.warning("closing the engine: %s", exc)
+
+    def shutdown(self, message: str = "stopped") -> None:
+        """Stop the tunnel and every process it started; the state file goes too."""
+        self.stop_engine()
+        self.since = None
+        self._publish(TunnelState.DOWN, message)
+        if self.record_state:
+            tunnelstate.remove_record(self.profile_name, os.getpid())
+
+
+# --- what status, disconnect and connect --detach use ---------------------------------------------
+
+
+def verify_status(profile_name: str, profile: Profile | None = None) -> TunnelStatus:
+    """Check, do not trust: a supervisor holds the lock, its pid is ours, the port answers, the hub
+    is healthy through it."""
+    record = tunnelstate.read_record(profile_name)
+    port = record.local_port if record else (profile.local_port if profile else 0)
+    url = record.url if record else (profile.url if profile else "")
+    down = TunnelStatus(profile_name, TunnelState.DOWN, url=url, local_port=port)
+    if record is None:
+        return down
+    alive = tunnelstate.lock_is_held(profile_name) and tunnelstate.is_our_supervisor(record.pid, profile_name)
+    if not alive:
+        last = f"not running (last: {record.message})" if record.message else "not running"
+        return TunnelStatus(
+            profile_name, TunnelState.DOWN, url=url, local_port=port, message=last, hint=record.hint
+        )
+    state = TunnelState(record.state)
+    common: dict[str, Any] = {
+        "url": url,
+        "local_port": port,
+        "pid": record.pid,
+        "since": record.since,
+        "reconnects": record.reconnects,
+    }
+    if state is not TunnelState.UP:
+        return TunnelStatus(profile_name, state, message=record.message, hint=record.hint, **common)
+    base = record.base_url
+    probe = probe_hub(port, base, record.remote_port)
+    if not probe.ok:
+        return TunnelStatus(profile_name, TunnelState.DOWN, message=probe.message, hint=probe.hint, **common)
+    return TunnelStatus(
+        profile_name,
+        TunnelState.UP,
+        hub_version=hub_version(port, base),
+        latency_ms=probe.latency_ms,
+        message="connected",
+        **common,
+    )
+
+
+def spawn_detached(profile: Profile, profile_name: str, *, explicit_port: bool) -> subprocess.Popen[bytes]:
+    """Start ``python -m wa_onboard.core.supervisor`` in the background, detached from this terminal."""
+    argv = [
+        sys.executable,
+        "-m",
+        "wa_onboard.core.supervisor",
+        "--profile",
+        profile_name,
+        "--profile-json",
+        json.dumps(profile.to_dict()),
+    ]
+    if explicit_port:
+        argv.append("--explicit-port")
+    kwargs: dict[str, Any] = {
+        "stdin": subprocess.DEVNULL,
+        "stdout": subprocess.DEVNULL,
+        "stderr": subprocess.DEVNULL,
+        "close_fds": True,
+    }
+    if sys.platform == "win32":  # pragma: no cover
+        flags = subprocess.DETACHED_PROCESS | subprocess.CREATE_NEW_PROCESS_GROUP  # type: ignore[attr-defined]
+        kwargs["creationflags"] = flags
+    else:
+        kwargs["start_new_session"] = True
+    return subprocess.Popen(argv, **kwargs)
+
+
+def wait_detached(
+    proc: subprocess.Popen[bytes], profile_name: str, timeout: float = 90.0
+) -> TunnelRecord | None:
+    """Wait until the background supervisor says UP or DOWN (or exits); its last record."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        record = tunnelstate.read_record(profile_name)
+        if record is not None and record.pid == proc.pid and record.state in ("connected", "down"):
+            return record
+        if proc.poll() is not None:
+            record = tunnelstate.read_record(profile_name)
+            return record if record is not None and record.pid == proc.pid else None
+        time.sleep(0.05)
+    return tunnelstate.read_record(profile_name)
+
+
+def stop_supervisor(profile_name: str, timeout: float = 15.0) -> int | None:
+    """Ask this profile's supervisor (ours, verified) to stop; wait until its lock is free.
+    Returns the pid that was stopped, or None when none was running."""
+    record = tunnelstate.read_record(profile_name)
+    if record is None or not tunnelstate.lock_is_held(profile_name):
+        return None
+    if record.pid == os.getpid() or not tunnelstate.is_our_supervisor(record.pid, profile_name):
+        return None
+    os.kill(record.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and tunnelstate.lock_is_held(profile_name):
+        time.sleep(0.05)
+    if tunnelstate.lock_is_held(profile_name) and tunnelstate.is_our_supervisor(record.pid, profile_name):
+        os.kill(record.pid, getattr(signal, "SIGKILL", signal.SIGTERM))
+    return record.pid
+
+
+def start_detached(
+    profile: Profile, profile_name: str = DEFAULT_PROFILE, *, explicit_port: bool = False
+) -> str:
+    """``connect --detach``: reuse a live supervisor for this profile, or start one in the background
+    and wait until the hub is healthy. Returns a one-line summary; raises ConnectError."""
+    if tunnelstate.lock_is_held(profile_name):
+        status = verify_status(profile_name, profile)
+        if status.connected:
+            return f"already running at {status.url} (pid {status.pid})"
+        raise ConnectError(
+            Failure.OTHER,
+            f"the tunnel of profile {profile_name} runs but is down: {status.message or status.state}",
+            status.hint or "stop it with wa-onboard disconnect, then connect again",
+        )
+    proc = spawn_detached(profile, profile_name, explicit_port=explicit_port)
+    record = wait_detached(proc, profile_name)
+    if record is not None and record.pid == proc.pid and record.state == TunnelState.UP.value:
+        moved = f" ({record.message})" if "instead" in record.message else ""
+        return f"tunnel up at {record.url} (background pid {proc.pid}){moved}"
+    if proc.poll() is None:
+        stop_supervisor(profile_name)
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(10)
+    if record is None or record.pid != proc.pid:
+        raise ConnectError(
+            Failure.OTHER,
+            "the background tunnel did not start",
+            f"see the log {tunnelstate.log_file(profile_name)}, or run wa-onboard connect --no-tui",
+        )
+    failure = Failure(record.failure) if record.failure else Failure.OTHER
+    raise ConnectError(failure, record.message or "the background tunnel stopped", record.hint)
+
+
+class BackgroundSession:
+    """The TUI dashboard's tunnel: a background supervisor, watched through its state file, so the
+    tunnel outlives the app when the member leaves it running."""
+
+    can_detach = True
+
+    def __init__(self, profile_name: str, profile: Profile, prompter: Prompter | None = None) -> None:
+        self.profile_name = profile_name
+        self.profile = profile
+        self._done = threading.Event()
+        self._restart = threading.Event()
+
+    def statuses(self) -> Iterator[TunnelStatus]:
+        last: TunnelStatus | None = None
+        self._restart.set()
+        while not self._done.is_set():
+            if self._restart.is_set():
+                self._restart.clear()
+                yield TunnelStatus(self.profile_name, TunnelState.CONNECTING, url=self.profile.url)
+                try:
+                    start_detached(self.profile, self.profile_name)
+                except ConnectError as exc:
+                    yield TunnelStatus(
+                        self.profile_name,
+                        TunnelState.DOWN,
+                        url=self.profile.url,
+                        message=exc.message,
+                        hint=exc.hint,
+                    )
+                    last = None
+                    self._done.wait(2.0)
+                    continue
+            status = verify_status(self.profile_name, self.profile)
+            if status != last:
+                yield status
+                last = status
+            self._done.wait(2.0)
+
+    def reconnect(self) -> None:
+        stop_supervisor(self.profile_name)
+        self._restart.set()
+
+    def stop(self) -> None:
+        stop_supervisor(self.profile_name)
+        self._done.set()
+
+    def detach(self) -> None:
+        self._done.set()
+
+
+def tui_session(profile_name: str, profile: Profile, prompter: Prompter | None = None) -> BackgroundSession:
+    return BackgroundSession(profile_name, profile, prompter)
+
+
+# --- the detached process -----------------------------------------------------------------------
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
+    """Entry of the background supervisor. It never prints: states go to the state file and log."""
+    parser = argparse.ArgumentParser(prog="wa_onboard.core.supervisor", add_help=False)
+    parser.add_argument("--profile", default=DEFAULT_PROFILE)
+    parser.add_argument("--profile-json", required=True)
+    parser.add_argument("--explicit-port", action="store_true")
+    args = parser.parse_args(argv)
+    profile = Profile.make(json.loads(args.profile_json))
+    log = tunnelstate.tunnel_logger(args.profile)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    lock = tunnelstate.ProfileLock(args.profile)
+    try:
+        lock.acquire()
+    except tunnelstate.LockHeld:
+        log.info("another supervisor runs for profile %s; exiting", args.profile)
+        return 3
+    supervisor = Supervisor(profile, args.profile, explicit_port=args.explicit_port, logger=log)
+    try:
+        log.info("supervisor starting (detached) for %s", args.profile)
+        try:
+            supervisor.start()
+        except ConnectError as exc:
+            log.info("start failed: %s", exc.message)
+            return 1
+        supervisor.run(stop)
+        failed = supervisor.status.state is TunnelState.DOWN and not stop.is_set()
+        if failed:
+            supervisor.stop_engine()
+            return 1
+        supervisor.shutdown()
+        return 0
+    except BaseException:
+        log.exception("supervisor crashed")
+        supervisor.stop_engine()
+        raise
+    finally:
+        lock.release()
+
+
+if __name__ == "__main__":
+    sys.exit(_main())

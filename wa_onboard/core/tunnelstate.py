@@ -1,0 +1,340 @@
+"""What a running tunnel leaves on disk, and the facts ``status`` checks instead of trusting it.
+
+One state file and one lock per profile in the state directory. The supervisor holds the lock for
+its whole life, so "is a supervisor running for this profile?" is answered by the kernel (the lock
+dies with the process), not by a pid that may have been reused. Also here: who holds a local port.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import logging.handlers
+import os
+import re
+import socket
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import IO
+
+from wa_onboard.core import paths
+
+
+@dataclass(frozen=True)
+class TunnelRecord:
+    """The state file: written atomically by the supervisor on every state change."""
+
+    profile: str
+    pid: int
+    local_port: int
+    url: str
+    engine: str
+    state: str
+    """A TunnelState value."""
+    since: float | None = None
+    """Unix time the tunnel last came up."""
+    reconnects: int = 0
+    remote_port: int = 0
+    base_url: str = ""
+    started: float = 0.0
+    message: str = ""
+    hint: str = ""
+    failure: str = ""
+    """A Failure value when the supervisor stopped on a failure."""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> TunnelRecord:
+        raw = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in known})
+
+
+def state_file(profile_name: str) -> Path:
+    return paths.state_dir() / f"tunnel-{profile_name}.json"
+
+
+def lock_file(profile_name: str) -> Path:
+    return paths.state_dir() / f"tunnel-{profile_name}.lock"
+
+
+def log_file(profile_name: str) -> Path:
+    return paths.state_dir() / f"tunnel-{profile_name}.log"
+
+
+def read_record(profile_name: str) -> TunnelRecord | None:
+    try:
+        return TunnelRecord.from_json(state_file(profile_name).read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError, TypeError):
+        return None
+
+
+def write_record(record: TunnelRecord) -> None:
+    paths.write_private_file(state_file(record.profile), record.to_json())
+
+
+def remove_record(profile_name: str, pid: int | None = None) -> None:
+    """Remove the state file (only if it is ``pid``'s, when given)."""
+    if pid is not None:
+        current = read_record(profile_name)
+        if current is not None and current.pid != pid:
+            return
+    state_file(profile_name).unlink(missing_ok=True)
+
+
+class LockHeld(Exception):
+    """Another process holds this profile's lock: a supervisor is running."""
+
+
+class ProfileLock:
+    """An exclusive, non-blocking lock per profile (fcntl on POSIX, msvcrt on Windows)."""
+
+    def __init__(self, profile_name: str) -> None:
+        self.path = lock_file(profile_name)
+        self._handle: IO[str] | None = None
+
+    def acquire(self) -> ProfileLock:
+        paths.ensure_private_dir(self.path.parent)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        handle = os.fdopen(fd, "r+")
+        try:
+            _lock_nb(handle)
+        except OSError:
+            handle.close()
+            raise LockHeld(str(self.path)) from None
+        self._handle = handle
+        return self
+
+    def release(self) -> None:
+        if self._handle is not None:
+            with contextlib.suppress(OSError):
+                _unlock(self._handle)
+            self._handle.close()
+            self._handle = None
+
+    @property
+    def held(self) -> bool:
+        return self._handle is not None
+
+    def __enter__(self) -> ProfileLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def lock_is_held(profile_name: str) -> bool:
+    """True when some process (a supervisor) holds the profile's lock right now."""
+    if not lock_file(profile_name).exists():
+        return False
+    probe = ProfileLock(profile_name)
+    try:
+        probe.acquire()
+    except LockHeld:
+        return True
+    probe.release()
+    return False
+
+
+if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+    import msvcrt
+
+    def _lock_nb(handle: IO[str]) -> None:
+        handle.seek(0)
+        msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+
+    def _unlock(handle: IO[str]) -> None:
+        handle.seek(0)
+        msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
+
+else:
+    import fcntl
+
+    def _lock_nb(handle: IO[str]) -> None:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def _unlock(handle: IO[str]) -> None:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+# --- processes -----------------------------------------------------------------------------------
+
+
+def process_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    if sys.platform == "win32":  # pragma: no cover
+        done = subprocess.run(
+            ["tasklist", "/FI", f"PID eq {pid}", "/NH"], capture_output=True, text=True, check=False
+        )
+        return str(pid) in done.stdout
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return not _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
+
+
+def process_cmdline(pid: int) -> list[str] | None:
+    """A process's argv (Linux /proc; ``ps`` elsewhere), or None when it cannot be read."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        return [a.decode("utf-8", "replace") for a in raw.split(b"\0") if a]
+    except OSError:
+        pass
+    if sys.platform == "win32":  # pragma: no cover
+        return None
+    try:
+        done = subprocess.run(
+            ["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.split() if done.returncode == 0 and done.stdout.strip() else None
+
+
+def is_our_supervisor(pid: int, profile_name: str) -> bool:
+    """The pid is alive and is a wa-onboard process (so a reused pid is not mistaken for ours)."""
+    if not process_alive(pid):
+        return False
+    argv = process_cmdline(pid)
+    if argv is None:
+        return sys.platform == "win32"  # no way to look; the lock vouches for it
+    text = " ".join(argv)
+    return "wa_onboard" in text or "wa-onboard" in text
+
+
+# --- local ports ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PortHolder:
+    pid: int | None
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.name} (pid {self.pid})" if self.pid else self.name
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Can we listen on host:port? (SO_REUSEADDR like ssh, so TIME_WAIT does not count as busy.)"""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        if os.name == "posix":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def next_free_port(start: int, tries: int = 100) -> int | None:
+    for port in range(start, min(start + tries, 65536)):
+        if port_is_free(port):
+            return port
+    return None
+
+
+def port_answers(port: int, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def port_holder(port: int) -> PortHolder | None:
+    """Who listens on ``port``: /proc on Linux, ``lsof`` elsewhere (best effort)."""
+    if sys.platform.startswith("linux"):
+        found = _holder_from_proc(port)
+        if found is not None:
+            return found
+    return _holder_from_lsof(port)
+
+
+def _listening_inodes(port: int) -> set[str]:
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            cols = row.split()
+            if len(cols) > 9 and cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(cols[9])
+    return inodes
+
+
+def _holder_from_proc(port: int) -> PortHolder | None:
+    inodes = _listening_inodes(port)
+    if not inodes:
+        return None
+    wanted = {f"socket:[{inode}]" for inode in inodes}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            links = {str(fd.readlink()) for fd in (entry / "fd").iterdir()}
+        except OSError:
+            continue
+        if links & wanted:
+            try:
+                name = (entry / "comm").read_text().strip()
+            except OSError:
+                name = "a process"
+            return PortHolder(int(entry.name), name)
+    return PortHolder(None, "a process of another user")
+
+
+def _holder_from_lsof(port: int) -> PortHolder | None:
+    try:
+        done = subprocess.run(
+            ["lsof", "-nP", f"-iTCP:{port}", "-sTCP:LISTEN", "-Fpc"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    pid = re.search(r"^p(\d+)", done.stdout, re.M)
+    name = re.search(r"^c(.+)", done.stdout, re.M)
+    if not pid:
+        return None
+    return PortHolder(int(pid.group(1)), name.group(1) if name else "a process")
+
+
+# --- the log -------------------------------------------------------------------------------------
+
+
+def tunnel_logger(profile_name: str) -> logging.Logger:
+    """A rotating log file per profile in the state directory, 0600. Only states and ssh's own
+    messages go in, never a password or code (the engines never hand those to anyone)."""
+    logger = logging.getLogger(f"wa_onboard.tunnel.{profile_name}")
+    path = log_file(profile_name)
+    if any(getattr(h, "baseFilename", None) == str(path) for h in logger.handlers):
+        return logger
+    paths.ensure_private_dir(path.parent)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+    handler = logging.handlers.RotatingFileHandler(path, maxBytes=512 * 1024, backupCount=3, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    return logger
