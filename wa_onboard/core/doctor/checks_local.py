@@ -1,0 +1,199 @@
+"""The laptop layer: the ssh client, the profile, the key, our ssh config, the local port."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from wa_onboard.core import paths, sshfiles, tunnelstate
+from wa_onboard.core.doctor import sshcmd
+from wa_onboard.core.doctor.context import DoctorContext
+from wa_onboard.core.doctor.registry import Outcome, Registry, fail, ok, warn
+from wa_onboard.core.errors import WaError
+
+_INSTALL_SSH = (
+    "install the OpenSSH client (Debian/Ubuntu: sudo apt install openssh-client; Fedora: sudo dnf install "
+    "openssh-clients; macOS has it), or use --engine paramiko"
+)
+
+
+def ssh_client(ctx: DoctorContext) -> Outcome:
+    version = ctx.once("ssh-version", sshcmd.client_version)
+    if version is None:
+        return fail("no ssh client on PATH", _INSTALL_SSH)
+    if not version.has_proxyjump:
+        return fail(
+            f"{version.short} is older than OpenSSH 7.3 and has no ProxyJump",
+            "update the OpenSSH client to 7.3 or newer (" + _INSTALL_SSH.split("(", 1)[1],
+            version.text,
+        )
+    return ok(f"{version.short} (ProxyJump supported)", version.text)
+
+
+def profile(ctx: DoctorContext) -> Outcome:
+    try:
+        prof = ctx.load_profile()
+    except WaError as exc:
+        return fail(exc.message, exc.hint or f"fix it with {ctx.command('setup')}")
+    if not prof.is_complete:
+        return fail(
+            f"profile '{ctx.profile_name}' is not set up yet (no user name)",
+            f"{ctx.command('setup')} --user YOUR_CAE_USERNAME",
+        )
+    ctx.set_profile(prof)
+    return ok(
+        f"profile '{ctx.profile_name}': {prof.user} on {prof.host} via {prof.jump}",
+        "\n".join(f"{k} = {v}" for k, v in prof.to_dict().items()),
+    )
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def key(ctx: DoctorContext) -> Outcome:
+    path = paths.key_file()
+    pub = path.with_name(path.name + ".pub")
+    if not path.exists():
+        return fail(
+            f"no key at {path}", f"{ctx.command('setup')} makes one and installs it (asks your password once)"
+        )
+    if os.name == "posix":
+        if path.stat().st_uid != os.getuid():
+            return fail(f"{path} belongs to another user", f"sudo chown $USER {path}")
+        if _mode(path) & 0o077:
+            return fail(
+                f"{path} is readable by others (mode {_mode(path):04o}): ssh refuses to use it",
+                f"chmod 600 {path}",
+            )
+    if not pub.exists():
+        return warn(
+            f"key {path} has no public half ({pub.name})",
+            f"ssh-keygen -y -f {path} > {pub}",
+        )
+    try:
+        out = subprocess.run(
+            ["ssh-keygen", "-l", "-f", str(pub)], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ok(f"key {path} (mode {_mode(path):04o})")
+    if out.returncode != 0:
+        return fail(
+            f"{pub} is not a valid public key",
+            f"ssh-keygen -y -f {path} > {pub}",
+            out.stderr.strip(),
+        )
+    fingerprint = out.stdout.split()[1] if len(out.stdout.split()) > 1 else ""
+    mode = f"mode {_mode(path):04o}, " if os.name == "posix" else ""
+    return ok(f"key {path.name} ({mode}{fingerprint})", out.stdout.strip())
+
+
+def ssh_config(ctx: DoctorContext) -> Outcome:
+    """Compare what ssh will really use (``ssh -G``) with the profile, field by field."""
+    prof = ctx.profile
+    cfg = sshfiles.config_path()
+    fix = f"{ctx.command('setup')} rewrites it"
+    if not cfg.exists():
+        return fail(f"no ssh config at {cfg}", fix)
+    if os.name == "posix" and _mode(cfg) & 0o022:
+        return fail(
+            f"{cfg} is writable by others (mode {_mode(cfg):04o}): ssh refuses it", f"chmod 600 {cfg}"
+        )
+    names = sshfiles.aliases(ctx.profile_name)
+    problems: list[str] = []
+    key_path = str(paths.key_file())
+    known = str(sshfiles.known_hosts_path())
+    for role, alias, (host, port) in (
+        ("jump", names.jump, prof.jump_address),
+        ("ws", names.ws, prof.host_address),
+    ):
+        try:
+            opts = sshcmd.effective_options(ctx.profile_name, role)
+        except ValueError as exc:
+            return fail(f"ssh cannot read {cfg}", fix, str(exc))
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return fail(f"cannot run ssh -G: {exc}", _INSTALL_SSH)
+
+        def first(name: str, opts: dict[str, list[str]] = opts) -> str:
+            return opts.get(name, [""])[0]
+
+        if first("hostname") == alias:
+            problems.append(f"no Host block for {alias}")
+            continue
+        expected = {"hostname": host, "port": str(port), "user": prof.user}
+        for field, want in expected.items():
+            if first(field).lower() != want.lower():
+                problems.append(f"{alias}: {field} is {first(field)!r}, the profile says {want!r}")
+        identities = [str(Path(p).expanduser()) for p in opts.get("identityfile", [])]
+        if key_path not in identities:
+            problems.append(f"{alias}: IdentityFile is not {key_path}")
+        if known not in " ".join(opts.get("userknownhostsfile", [])).split():
+            problems.append(f"{alias}: UserKnownHostsFile is not {known}")
+        if role == "ws" and first("proxyjump") != names.jump:
+            problems.append(
+                f"{alias}: ProxyJump is {first('proxyjump') or 'missing'}, should be {names.jump}"
+            )
+    if problems:
+        return fail(f"our ssh config does not match the profile: {problems[0]}", fix, "\n".join(problems))
+    return ok(f"{cfg} matches the profile ({names.jump}, {names.ws})")
+
+
+def _is_ours(pid: int | None, ctx: DoctorContext) -> bool:
+    """The port holder is this profile's supervisor, or an ssh started with our config file."""
+    if pid is None:
+        return False
+    record = tunnelstate.read_record(ctx.profile_name)
+    if record is not None and record.pid == pid:
+        return True
+    argv = tunnelstate.process_cmdline(pid) or []
+    is_ssh = bool(argv) and Path(argv[0]).name.startswith("ssh")
+    if is_ssh and str(sshfiles.config_path()) in argv:
+        return True
+    parent = _parent(pid)
+    return record is not None and parent is not None and parent == record.pid
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()
+    return int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else None
+
+
+def local_port(ctx: DoctorContext) -> Outcome:
+    port = ctx.profile.local_port
+    if tunnelstate.port_is_free(port):
+        return ok(f"127.0.0.1:{port} is free for the tunnel")
+    holder = tunnelstate.port_holder(port)
+    if holder is not None and _is_ours(holder.pid, ctx):
+        return ok(f"127.0.0.1:{port} is held by our tunnel ({holder})")
+    spare = tunnelstate.next_free_port(port + 1)
+    other = f"; or use another port: {ctx.command('connect')} --local-port {spare}" if spare else ""
+    if holder is None or holder.pid is None:
+        who = holder.name if holder is not None else "a program this user cannot see"
+        return fail(
+            f"127.0.0.1:{port} is taken by {who}",
+            f"find it with `lsof -nP -iTCP:{port} -sTCP:LISTEN` (or `sudo ss -ltnp`) and stop it{other}",
+        )
+    argv = tunnelstate.process_cmdline(holder.pid) or []
+    return fail(
+        f"127.0.0.1:{port} is taken by another program: {holder}",
+        f"stop that program (kill {holder.pid}){other}",
+        " ".join(argv),
+    )
+
+
+def register(reg: Registry) -> None:
+    reg.check("local.ssh-client", "local", "OpenSSH client present, 7.3 or newer")(ssh_client)
+    reg.check("local.profile", "local", "profile valid and complete")(profile)
+    reg.check("local.key", "local", "key present with safe permissions")(key)
+    reg.check(
+        "local.ssh-config",
+        "local",
+        "our ssh config matches the profile",
+        ("local.profile", "local.ssh-client"),
+    )(ssh_config)
+    reg.check("local.port", "local", "local port free or held by our tunnel", ("local.profile",))(local_port)

@@ -1,0 +1,141 @@
+"""The tunnel layer: the supervisor, the forward, the hub through it, and websocket upgrades.
+
+What the websocket check proves, and what it cannot. The notebook's kernel channels are a
+websocket (``<base>/user/<name>/api/kernels/<id>/channels``) and need the member's login, which the
+doctor does not have. An ssh ``-L`` forward is a byte pipe and cannot itself refuse an upgrade;
+what breaks kernels on this path is something else answering on the local port (another local
+server, a proxy), or a hop that speaks HTTP and drops the ``Upgrade`` (a reset, a hang, or an
+answer from something that is not JupyterHub). So the check sends a real RFC 6455 opening
+handshake through the forward to the member's kernel-channels URL and accepts:
+
+- ``101`` with the right ``Sec-WebSocket-Accept``, then a close frame answered by a close frame:
+  the full proof, frames pass both ways (happens when a server lets the request through);
+- an HTTP answer stamped ``X-JupyterHub-Version`` (a redirect to the login page, 403, 404 ...):
+  the Upgrade request crossed the forward and the hub's proxy and JupyterHub itself answered it, on
+  the same path a logged-in browser's upgrade takes. This does not prove frames after a 101; over
+  a byte pipe, nothing between here and the proxy can tell those frames from any other bytes.
+
+A reset or close without an answer, a 5xx from the proxy, or an answer without JupyterHub's stamp
+is a failure.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+from wa_onboard.core import supervisor, tunnelstate
+from wa_onboard.core.doctor import probes
+from wa_onboard.core.doctor.checks_local import _is_ours
+from wa_onboard.core.doctor.context import DoctorContext
+from wa_onboard.core.doctor.registry import Outcome, Registry, fail, ok, warn
+
+
+def running(ctx: DoctorContext) -> Outcome:
+    name = ctx.profile_name
+    connect = ctx.command("connect --detach")
+    record = tunnelstate.read_record(name)
+    alive = (
+        record is not None
+        and tunnelstate.lock_is_held(name)
+        and tunnelstate.is_our_supervisor(record.pid, name)
+    )
+    if record is not None and alive:
+        since = time.strftime("%H:%M", time.localtime(record.since)) if record.since else "?"
+        if record.state == "connected":
+            extra = f", {record.reconnects} reconnects" if record.reconnects else ""
+            return ok(f"supervisor running (pid {record.pid}, up since {since}{extra})")
+        if record.state in ("connecting", "reconnecting"):
+            return warn(
+                f"supervisor running, {record.state}: {record.message}", record.hint or "wait a moment"
+            )
+        return fail(
+            f"the supervisor gave up: {record.message or record.state}",
+            record.hint or f"{ctx.command('disconnect')}; then {connect}",
+        )
+    holder = tunnelstate.port_holder(ctx.profile.local_port)
+    if holder is not None and _is_ours(holder.pid, ctx):
+        return warn(
+            f"an ssh forward of ours holds the port ({holder}), but no supervisor watches it",
+            f"it will not reconnect by itself: stop it (kill {holder.pid}) and run {connect}",
+        )
+    if record is not None:
+        last = f" (last: {record.message})" if record.message else ""
+        return fail(f"the tunnel is not running{last}", connect)
+    return fail("no tunnel is running for this profile", f"{ctx.command('connect')} (or {connect})")
+
+
+def _probe(ctx: DoctorContext) -> supervisor.Probe:
+    p = ctx.profile
+    return ctx.once("tunnel-probe", lambda: supervisor.probe_hub(p.local_port, p.base_url, p.remote_port))
+
+
+def forward(ctx: DoctorContext) -> Outcome:
+    probe = _probe(ctx)
+    port = ctx.profile.local_port
+    if probe.ok or probe.status is not None:
+        return ok(
+            f"127.0.0.1:{port} reaches the workstation (HTTP {probe.status}, {probe.latency_ms:.0f} ms)"
+        )
+    return fail(probe.message, probe.hint or f"reconnect: {ctx.command('connect --detach')}")
+
+
+def hub(ctx: DoctorContext) -> Outcome:
+    probe = _probe(ctx)
+    p = ctx.profile
+    if not probe.ok:
+        return fail(
+            probe.message, probe.hint or f"{ctx.command('doctor --report FILE')} and send it to the lab"
+        )
+    version = supervisor.hub_version(p.local_port, p.base_url)
+    if not version:
+        return fail(
+            f"127.0.0.1:{p.local_port} answers, but not as JupyterHub ({p.base_url}/hub/api has no version)",
+            f"another server answers on that port: check `lsof -nP -iTCP:{p.local_port}`",
+        )
+    ctx.once("hub-version", lambda: version)
+    return ok(f"JupyterHub {version} is healthy through the tunnel at {p.url}")
+
+
+def websocket(ctx: DoctorContext) -> Outcome:
+    p = ctx.profile
+    kernel_id = "00000000-0000-4000-8000-" + secrets.token_hex(6)
+    path = f"{p.base_url}/user/{p.user}/api/kernels/{kernel_id}/channels"
+    fix = f"reconnect ({ctx.command('disconnect')}; {ctx.command('connect --detach')}); if it persists, " + (
+        f"send {ctx.command('doctor --report FILE')} to the lab admins"
+    )
+    try:
+        answer = probes.websocket_handshake(p.local_port, path)
+    except probes.NoAnswer:
+        return fail("a websocket upgrade through the tunnel was dropped without an answer", fix, path)
+    except TimeoutError:
+        return fail("a websocket upgrade through the tunnel got no answer within 5 s", fix, path)
+    except OSError as exc:
+        return fail(f"a websocket upgrade through the tunnel failed: {exc}", fix, path)
+    if answer.status == 101:
+        if answer.accept_ok and answer.echoed_close:
+            return ok("websocket upgrade: 101, and frames pass both ways", path)
+        return fail("a websocket upgrade got 101 but the handshake or frames were wrong", fix, path)
+    stamped = "x-jupyterhub-version" in answer.headers
+    if answer.status >= 500 or not stamped:
+        who = "JupyterHub's proxy" if stamped else "something that is not JupyterHub"
+        return fail(f"a websocket upgrade was answered {answer.status} by {who}", fix, path)
+    return ok(
+        f"websocket upgrade reaches JupyterHub through the tunnel (answered {answer.status} without a login)",
+        f"{path}\nA 101 needs your login; an answer from JupyterHub itself shows the Upgrade crossed the "
+        "forward and the proxy.",
+    )
+
+
+def register(reg: Registry) -> None:
+    reg.check("tunnel.supervisor", "tunnel", "tunnel supervisor running", ("local.port",))(running)
+    reg.check(
+        "tunnel.forward",
+        "tunnel",
+        "the forward reaches the workstation",
+        ("tunnel.supervisor", "workstation.hub-port"),
+    )(forward)
+    reg.check(
+        "tunnel.hub", "tunnel", "hub healthy through the tunnel", ("tunnel.forward", "workstation.hub-health")
+    )(hub)
+    reg.check("tunnel.websocket", "tunnel", "a websocket upgrade passes through", ("tunnel.hub",))(websocket)
