@@ -1,0 +1,189 @@
+"""The seam between the app and the core: one object that runs setup, the tunnel and the doctor.
+
+The app takes a Backend in its constructor. ``RealBackend`` wires the core modules (imported lazily,
+so a module that has not landed yet gives an honest message instead of a crash); tests and the
+screenshot script use ``wa_onboard.tui.fake.FakeBackend``. Every method here may block: the app calls
+them from thread workers only, and they report back through callbacks or iterators, never by printing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Protocol
+
+from wa_onboard.core.errors import WaError
+from wa_onboard.core.plan import EventSink, StepContext
+from wa_onboard.core.profile import Profile
+from wa_onboard.core.prompts import Prompter
+from wa_onboard.core.results import CheckResult, StepResult, StepStatus, TunnelState, TunnelStatus
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """A step as the wizard lists it before it runs."""
+
+    id: str
+    title: str
+
+
+@dataclass(frozen=True)
+class SetupOutcome:
+    """How a setup run ended: the results so far, and what the done screen needs."""
+
+    results: tuple[StepResult, ...]
+    total: int
+    url: str
+    browser_opened: bool = False
+
+    @property
+    def failed(self) -> StepResult | None:
+        return next((r for r in self.results if r.status is StepStatus.FAILED), None)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.failed is None and len(self.results) == self.total
+
+
+class TunnelSession(Protocol):
+    """One profile's tunnel as the dashboard drives it."""
+
+    can_detach: bool
+    """True when the tunnel can outlive the app (a background supervisor)."""
+
+    def statuses(self) -> Iterator[TunnelStatus]:
+        """Snapshots as the state changes; blocks between them; ends after stop() or detach()."""
+        ...
+
+    def reconnect(self) -> None:
+        """Bring the tunnel up again now (or for the first time after a stop)."""
+        ...
+
+    def stop(self) -> None:
+        """Take the tunnel down and leave no process behind."""
+        ...
+
+    def detach(self) -> None:
+        """Stop watching; the tunnel keeps running in the background."""
+        ...
+
+
+class Backend(Protocol):
+    """Everything slow the app needs. Called from thread workers only."""
+
+    def setup_steps(self, name: str, profile: Profile) -> list[StepInfo]:
+        """The steps a setup run will go through, in order (listed as pending first)."""
+        ...
+
+    def run_setup(
+        self, name: str, profile: Profile, prompter: Prompter, emit: EventSink, cancel: threading.Event
+    ) -> SetupOutcome:
+        """Run the plan; progress goes to ``emit``, questions to ``prompter``."""
+        ...
+
+    def tunnel(self, name: str, profile: Profile, prompter: Prompter) -> TunnelSession:
+        """A session for this profile's tunnel (it starts one when none is running)."""
+        ...
+
+    def doctor(self, name: str, profile: Profile, cancel: threading.Event) -> Iterator[CheckResult]:
+        """The checks, each yielded as soon as it finishes."""
+        ...
+
+    def report(self, name: str, profile: Profile, results: Sequence[CheckResult]) -> str:
+        """The redacted support report for these results."""
+        ...
+
+    def open_browser(self, url: str) -> bool:
+        """Open ``url`` in the member's browser (honours $BROWSER); False if none could be opened."""
+        ...
+
+
+def _core(module: str, what: str) -> ModuleType:
+    """A core module, or an honest error when this version does not have it yet."""
+    try:
+        return importlib.import_module(f"wa_onboard.core.{module}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"wa_onboard.core.{module}":
+            raise
+        raise WaError(
+            f"{what} are not part of this version yet (wa_onboard.core.{module} is missing)",
+            "update wa-onboard, or use the command line: wa-onboard --help",
+        ) from None
+
+
+class RealBackend:
+    """The core, wired for the app."""
+
+    def setup_steps(self, name: str, profile: Profile) -> list[StepInfo]:
+        onboarding = _core("onboarding", "the setup steps")
+        return [StepInfo(step.id, step.title) for step in onboarding.build_plan(profile)]
+
+    def run_setup(
+        self, name: str, profile: Profile, prompter: Prompter, emit: EventSink, cancel: threading.Event
+    ) -> SetupOutcome:
+        onboarding = _core("onboarding", "the setup steps")
+        steps = onboarding.build_plan(profile)
+        ctx = StepContext(profile=profile, prompter=prompter, emit=emit, cancel=cancel)
+        results = onboarding.run_setup(ctx, onboarding.SetupOptions(profile_name=name), steps)
+        return SetupOutcome(
+            results=tuple(results),
+            total=len(steps),
+            url=str(ctx.state.get("url", profile.url)),
+            browser_opened=bool(ctx.state.get("browser_opened", False)),
+        )
+
+    def tunnel(self, name: str, profile: Profile, prompter: Prompter) -> TunnelSession:
+        try:
+            supervisor = _core("supervisor", "the tunnel supervisor")
+        except WaError as exc:
+            return UnavailableTunnel(name, profile, exc)
+        session: TunnelSession = supervisor.tui_session(name, profile, prompter)
+        return session
+
+    def doctor(self, name: str, profile: Profile, cancel: threading.Event) -> Iterator[CheckResult]:
+        doctor = _core("doctor", "the diagnostics checks")
+        yield from doctor.iter_checks(profile, cancel=cancel, name=name)
+
+    def report(self, name: str, profile: Profile, results: Sequence[CheckResult]) -> str:
+        doctor = _core("doctor", "the support report")
+        text: str = doctor.render_report(profile, list(results), name=name)
+        return text
+
+    def open_browser(self, url: str) -> bool:
+        import webbrowser
+
+        try:
+            return webbrowser.open(url)
+        except webbrowser.Error:
+            return False
+
+
+class UnavailableTunnel:
+    """What the dashboard shows when the supervisor is missing: down, and why."""
+
+    can_detach = False
+
+    def __init__(self, name: str, profile: Profile, error: WaError) -> None:
+        self._status = TunnelStatus(
+            profile=name,
+            state=TunnelState.DOWN,
+            url=profile.url,
+            local_port=profile.local_port,
+            message=error.message,
+            hint=error.hint,
+        )
+
+    def statuses(self) -> Iterator[TunnelStatus]:
+        yield self._status
+
+    def reconnect(self) -> None:
+        """Nothing to reconnect with."""
+
+    def stop(self) -> None:
+        """Nothing is running."""
+
+    def detach(self) -> None:
+        """Nothing is running."""

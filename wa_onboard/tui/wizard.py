@@ -1,0 +1,493 @@
+"""The first run: welcome -> profile form -> the setup steps, live -> done (or what failed and why)."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Center, Horizontal, Vertical, VerticalScroll
+from textual.content import Content
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Button, Collapsible, Footer, Input, Label, ProgressBar, RichLog, Static
+from textual.worker import Worker, WorkerState
+
+from wa_onboard.core import validate
+from wa_onboard.core.errors import InvalidInput, WaError
+from wa_onboard.core.plan import PlanEvent, StepFinished, StepOutput, StepProgress, StepStarted
+from wa_onboard.core.profile import DEFAULT_PROFILE, Profile
+from wa_onboard.core.results import StepStatus
+from wa_onboard.tui.backend import SetupOutcome, StepInfo
+from wa_onboard.tui.widgets import StepRow, TitleBar
+
+if TYPE_CHECKING:
+    from wa_onboard.tui.app import WaApp
+
+
+def cli_hint(command: str, profile_name: str) -> str:
+    """The command line a member types, with --profile when it is not the default one."""
+    return (
+        f"wa-onboard {command}"
+        if profile_name == DEFAULT_PROFILE
+        else f"wa-onboard --profile {profile_name} {command}"
+    )
+
+
+class WaScreen(Screen[Any]):
+    """Screens of this app: typed access to the app, and a few lines for the help screen."""
+
+    HELP = ""
+
+    def subtitle(self) -> str:
+        """What the title bar says after the app's name."""
+        return ""
+
+    @property
+    def wa(self) -> WaApp:
+        return self.app  # type: ignore[return-value]
+
+
+class WelcomeScreen(WaScreen):
+    HELP = "What setup does, and what to have ready. Enter starts."
+    BINDINGS = [Binding("enter", "start", "Start"), Binding("q", "app.quit", "Quit")]
+
+    def compose(self) -> ComposeResult:
+        yield TitleBar(self.subtitle())
+        with VerticalScroll(id="welcome"):
+            yield Static(
+                Content.from_markup("[b]Welcome![/b] This gets you onto the lab's JupyterHub."),
+                id="welcome-title",
+            )
+            yield Static(
+                "In one run it will:\n"
+                "  1. make a key for this laptop and log you in once (password, maybe an MFA code)\n"
+                "  2. install the key, so you never type the password here again\n"
+                "  3. create your own conda env with ipykernel on the workstation\n"
+                '  4. register the "WA" kernel and check that it works\n'
+                "  5. start the tunnel and open the hub in your browser",
+                id="welcome-steps",
+                markup=False,
+            )
+            yield Static(
+                Content.from_markup(
+                    "[b]Have ready:[/b] your CAE username and password"
+                    " (and your phone, if campus asks for a code)."
+                ),
+                id="welcome-ready",
+            )
+            yield Static(
+                "Running it again is safe: finished steps are skipped, your env is never recreated.",
+                classes="muted",
+            )
+            with Center():
+                yield Button("Start", variant="primary", id="start")
+        yield Footer()
+
+    def subtitle(self) -> str:
+        return "setup"
+
+    @on(Button.Pressed, "#start")
+    def action_start(self) -> None:
+        self.app.push_screen(ProfileScreen(self.wa.profile))
+
+
+#: (field, label, placeholder); the first four are what most members touch.
+BASIC_FIELDS = (
+    ("user", "CAE username", "e.g. bbadger"),
+    ("jump", "Jump host", "HOST[:PORT]"),
+    ("host", "Workstation", "HOST[:PORT]"),
+    ("env", "Conda env", "your env's name"),
+)
+ADVANCED_FIELDS = (
+    ("local_port", "Local port", "on this laptop"),
+    ("remote_port", "Hub port", "on the workstation"),
+    ("base_url", "Base URL", "/jupyter"),
+    ("kernel_name", "Kernel name", "WA"),
+    ("display_name", "Display name", "what the Launcher shows"),
+    ("conda_module", "Conda module", "anaconda"),
+    ("python", "Python", "3.11"),
+)
+PORT_FIELDS = ("local_port", "remote_port")
+
+
+def check_field(name: str, text: str) -> tuple[Any, str | None]:
+    """One form field through the core's validators: (clean value, None) or (None, the rule broken)."""
+    try:
+        value: Any = validate.port(text, name.replace("_", "-")) if name in PORT_FIELDS else text.strip()
+        Profile().updated(**{name: value})
+    except InvalidInput as exc:
+        return None, exc.rule
+    return value, None
+
+
+class ProfileScreen(WaScreen):
+    HELP = (
+        "Your settings, checked as you type. The defaults are the lab's; most members only enter "
+        "their CAE username. Enter (or ctrl+s) continues, Esc goes back."
+    )
+    BINDINGS = [
+        Binding("ctrl+s", "submit", "Continue"),
+        Binding("escape", "back", "Back"),
+    ]
+
+    def __init__(self, profile: Profile) -> None:
+        super().__init__()
+        self.profile = profile
+
+    def subtitle(self) -> str:
+        return "your settings"
+
+    def compose(self) -> ComposeResult:
+        yield TitleBar(self.subtitle())
+        with VerticalScroll(id="form"):
+            yield Static("Only the username is new to you; the rest are the lab's defaults.", classes="muted")
+            for name, label, placeholder in BASIC_FIELDS:
+                yield self._row(name, label, placeholder)
+            with Collapsible(title="Advanced: ports, URL, kernel, conda", id="advanced"):
+                for name, label, placeholder in ADVANCED_FIELDS:
+                    yield self._row(name, label, placeholder)
+            with Horizontal(classes="buttons"):
+                yield Button("Continue", variant="primary", id="submit", compact=True)
+                yield Button("Back", id="back", compact=True)
+        yield Footer()
+
+    def _row(self, name: str, label: str, placeholder: str) -> Horizontal:
+        value = getattr(self.profile, name)
+        return Horizontal(
+            Label(label, classes="field-label"),
+            Vertical(
+                Input(str(value), placeholder=placeholder, id=f"in-{name}", classes="field-input"),
+                Label("", id=f"err-{name}", classes="field-error"),
+                classes="field-box",
+            ),
+            classes="field-row",
+        )
+
+    def on_mount(self) -> None:
+        self.query_one("#in-user", Input).focus()
+
+    @on(Input.Changed, ".field-input")
+    def field_changed(self, event: Input.Changed) -> None:
+        name = (event.input.id or "").removeprefix("in-")
+        _, error = check_field(name, event.value)
+        self._show_error(name, error)
+
+    def _show_error(self, name: str, error: str | None) -> None:
+        label = self.query_one(f"#err-{name}", Label)
+        label.update(error or "")
+        label.set_class(bool(error), "-shown")
+        self.query_one(f"#in-{name}", Input).set_class(bool(error), "-invalid")
+
+    def collect(self) -> Profile | None:
+        """The profile the form describes, or None after showing every error."""
+        values: dict[str, Any] = {}
+        first_bad: str | None = None
+        for name, _, _ in BASIC_FIELDS + ADVANCED_FIELDS:
+            value, error = check_field(name, self.query_one(f"#in-{name}", Input).value)
+            if name == "user" and error is None and not value:
+                error = "is required: your CAE username"
+            self._show_error(name, error)
+            if error is None:
+                values[name] = value
+            elif first_bad is None:
+                first_bad = name
+        if first_bad is not None:
+            if first_bad not in {n for n, _, _ in BASIC_FIELDS}:
+                self.query_one("#advanced", Collapsible).collapsed = False
+            self.query_one(f"#in-{first_bad}", Input).focus()
+            return None
+        return self.profile.updated(**values)
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#submit")
+    def action_submit(self) -> None:
+        profile = self.collect()
+        if profile is not None:
+            self.wa.profile = profile
+            self.app.switch_screen(RunScreen(profile))
+
+    @on(Button.Pressed, "#back")
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+
+class RunScreen(WaScreen):
+    """The setup plan running: a live list of steps, a log of ssh/conda output, progress, and failure."""
+
+    HELP = (
+        "The setup steps run one after the other; the log shows what ssh and conda print. "
+        "Questions (password, host key) pop up as dialogs. If a step fails, its error and the fix "
+        "are shown: retry, open the diagnostics, or quit."
+    )
+    BINDINGS = [
+        Binding("r", "retry", "Retry"),
+        Binding("d", "diagnostics", "Diagnostics"),
+        Binding("q", "app.quit", "Quit"),
+    ]
+
+    class StepsListed(Message):
+        def __init__(self, steps: list[StepInfo]) -> None:
+            super().__init__()
+            self.steps = steps
+
+    class PlanEventReceived(Message):
+        def __init__(self, event: PlanEvent) -> None:
+            super().__init__()
+            self.event = event
+
+        def can_replace(self, message: Message) -> bool:
+            # Progress is a level, not a log: a newer one for the same step replaces an older one.
+            return (
+                isinstance(message, RunScreen.PlanEventReceived)
+                and isinstance(self.event, StepProgress)
+                and isinstance(message.event, StepProgress)
+                and message.event.step_id == self.event.step_id
+            )
+
+    class SetupEnded(Message):
+        def __init__(self, outcome: SetupOutcome | None, error: WaError | None = None) -> None:
+            super().__init__()
+            self.outcome = outcome
+            self.error = error
+
+    def __init__(self, profile: Profile) -> None:
+        super().__init__()
+        self.profile = profile
+        self.rows: dict[str, StepRow] = {}
+        self.running: str | None = None
+        self.started_at = 0.0
+        self.failed = False
+        self.cancel = threading.Event()
+
+    def subtitle(self) -> str:
+        return f"setting up {self.profile.user}@{self.profile.host}"
+
+    def compose(self) -> ComposeResult:
+        yield TitleBar(self.subtitle())
+        with Vertical(id="run"):
+            steps = VerticalScroll(id="steps")
+            steps.border_title = "Setup"
+            yield steps
+            with Horizontal(id="progress", classes="hidden"):
+                yield Label("", id="progress-message")
+                yield ProgressBar(total=100, show_eta=False, id="progress-bar")
+            with Vertical(id="failure", classes="hidden"):
+                yield Static("", id="failure-title")
+                yield Static("", id="failure-error", markup=False)
+                yield Static("", id="failure-detail", markup=False)
+                yield Static("", id="failure-hint")
+                with Horizontal(classes="buttons"):
+                    yield Button("Retry", variant="primary", id="retry", compact=True)
+                    yield Button("Diagnostics", id="diagnostics", compact=True)
+                    yield Button("Quit", variant="error", id="quit", compact=True)
+            log = RichLog(id="log", wrap=True, markup=False, highlight=False, max_lines=5000)
+            log.border_title = "Log"
+            yield log
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.set_interval(1.0, self._tick)
+        self.start()
+
+    def start(self) -> None:
+        self.failed = False
+        self.cancel = threading.Event()
+        self.wa.cancel_on_exit(self.cancel)
+        self.query_one("#failure").add_class("hidden")
+        self.query_one("#run").remove_class("-failed")
+        self.refresh_bindings()
+        self.run_setup()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("retry", "diagnostics"):
+            return self.failed
+        return True
+
+    @work(thread=True, exclusive=True, group="setup", exit_on_error=False)
+    def run_setup(self) -> None:
+        app = self.wa
+        try:
+            self.post_message(self.StepsListed(app.backend.setup_steps(app.profile_name, self.profile)))
+            app.store.save(self.profile, app.profile_name)
+            outcome = app.backend.run_setup(
+                app.profile_name,
+                self.profile,
+                app.prompter,
+                self._emit,
+                self.cancel,
+            )
+        except WaError as exc:
+            self.post_message(self.SetupEnded(None, exc))
+        else:
+            self.post_message(self.SetupEnded(outcome))
+
+    def _emit(self, event: PlanEvent) -> None:
+        """The core's event sink, called in the worker thread: hand the event to the UI."""
+        self.post_message(self.PlanEventReceived(event))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group == "setup" and event.state is WorkerState.ERROR:
+            error = event.worker.error
+            self.show_failure(
+                "Setup stopped", WaError(f"unexpected error: {error!r}", "run `wa-onboard doctor`")
+            )
+
+    def on_run_screen_steps_listed(self, message: StepsListed) -> None:
+        container = self.query_one("#steps", VerticalScroll)
+        known = set(self.rows)
+        for step in message.steps:
+            if step.id in known:
+                self.rows[step.id].show(StepStatus.PENDING)
+            else:
+                self.rows[step.id] = StepRow(step.id, step.title)
+                container.mount(self.rows[step.id])
+
+    def on_run_screen_plan_event_received(self, message: PlanEventReceived) -> None:
+        event = message.event
+        log = self.query_one("#log", RichLog)
+        if isinstance(event, StepStarted):
+            self.running, self.started_at = event.step_id, self.wa.clock()
+            row = self.rows.get(event.step_id)
+            if row is not None:
+                row.show(StepStatus.RUNNING, seconds=0)
+                self.query_one("#steps", VerticalScroll).scroll_to_widget(row, animate=False)
+            log.write(Content.assemble(("── ", "$foreground-muted"), (event.title, "bold")))
+        elif isinstance(event, StepOutput):
+            log.write(event.line)
+        elif isinstance(event, StepProgress):
+            self.query_one("#progress").remove_class("hidden")
+            self.query_one("#progress-message", Label).update(event.message)
+            bar = self.query_one("#progress-bar", ProgressBar)
+            bar.update(total=None if event.fraction is None else 100, progress=100 * (event.fraction or 0))
+        elif isinstance(event, StepFinished):
+            result = event.result
+            self.running = None
+            self.query_one("#progress").add_class("hidden")
+            row = self.rows.get(result.step_id)
+            if row is not None:
+                # A failure's message goes to the failure panel, not into the row.
+                summary = "" if result.status is StepStatus.FAILED else result.summary
+                row.show(result.status, summary, result.seconds)
+
+    def _tick(self) -> None:
+        if self.running and self.running in self.rows:
+            self.rows[self.running].show(StepStatus.RUNNING, seconds=self.wa.clock() - self.started_at)
+
+    def on_run_screen_setup_ended(self, message: SetupEnded) -> None:
+        outcome = message.outcome
+        if outcome is not None and outcome.succeeded:
+            self.app.switch_screen(DoneScreen(self.profile, outcome))
+            return
+        if message.error is not None:
+            self.show_failure("Setup could not run", message.error)
+            return
+        assert outcome is not None
+        failed = outcome.failed
+        if failed is None:  # the plan stopped early without a failure: say so rather than guess
+            self.show_failure("Setup stopped", WaError("not every step ran", "run setup again"))
+            return
+        title = self.rows[failed.step_id].title if failed.step_id in self.rows else failed.step_id
+        self.show_failure(f"Failed: {title}", WaError(failed.summary, failed.hint), failed.detail)
+        self.query_one("#steps", VerticalScroll).scroll_to_widget(self.rows[failed.step_id], animate=False)
+
+    def show_failure(self, title: str, error: WaError, detail: str = "") -> None:
+        self.failed = True
+        self.wa.exit_code = 1
+        self.query_one("#progress").add_class("hidden")
+        self.query_one("#failure-title", Static).update(
+            Content.assemble(("✗ ", "bold $text-error"), (title, "bold"))
+        )
+        self.query_one("#failure-error", Static).update(error.message)
+        self.query_one("#failure-detail", Static).update(detail)
+        self.query_one("#failure-detail").set_class(not detail, "hidden")
+        hint = self.query_one("#failure-hint", Static)
+        hint.update(Content.assemble(("→ ", "bold $text-warning"), error.hint) if error.hint else "")
+        self.query_one("#failure").remove_class("hidden")
+        self.query_one("#run").add_class("-failed")
+        self.query_one("#retry", Button).focus()
+        self.refresh_bindings()
+
+    @on(Button.Pressed, "#retry")
+    def action_retry(self) -> None:
+        if self.failed:
+            self.query_one("#log", RichLog).write(Content.styled("── retry ──", "$foreground-muted"))
+            self.wa.exit_code = 0
+            self.start()
+
+    @on(Button.Pressed, "#diagnostics")
+    def action_diagnostics(self) -> None:
+        self.wa.show_diagnostics()
+
+    @on(Button.Pressed, "#quit")
+    def quit_pressed(self) -> None:
+        self.wa.request_quit()
+
+
+class DoneScreen(WaScreen):
+    HELP = "Setup is finished. The tunnel keeps running in the background."
+    BINDINGS = [
+        Binding("enter", "dashboard", "Dashboard"),
+        Binding("o", "open", "Open browser"),
+        Binding("q", "app.quit", "Quit"),
+    ]
+
+    def __init__(self, profile: Profile, outcome: SetupOutcome) -> None:
+        super().__init__()
+        self.profile = profile
+        self.outcome = outcome
+
+    def compose(self) -> ComposeResult:
+        name = self.wa.profile_name
+        url = self.outcome.url
+        yield TitleBar(self.subtitle())
+        with VerticalScroll(id="done"):
+            yield Static(
+                Content.assemble(("✓ ", "bold $text-success"), ("You're set up.", "bold")), id="done-title"
+            )
+            yield Static(Content.assemble("Your hub:  ", (url, "bold $text-accent")), id="done-url")
+            if self.outcome.browser_opened:
+                opened = "It is open in your browser."
+            else:
+                opened = "Open it in your browser (press o)."
+            yield Static(
+                f"{opened} Log in with your campus password; the Launcher shows "
+                f'"{self.profile.display_name}".',
+                id="done-browser",
+                markup=False,
+            )
+            yield Static("The tunnel keeps running in the background.", classes="muted")
+            yield Static(
+                Content.assemble(
+                    ("Tomorrow, run:  ", "bold"), (cli_hint("connect", name), "bold $text-accent")
+                ),
+                id="done-tomorrow",
+            )
+            yield Static(
+                f"Is it up?  {cli_hint('status', name)}    Stop it:  {cli_hint('disconnect', name)}\n"
+                f"Something wrong?  {cli_hint('doctor', name)}",
+                classes="muted",
+                markup=False,
+            )
+            with Horizontal(classes="buttons"):
+                yield Button("Dashboard", variant="primary", id="dashboard", compact=True)
+                yield Button("Open browser", id="open", compact=True)
+                yield Button("Quit", id="quit", compact=True)
+        yield Footer()
+
+    def subtitle(self) -> str:
+        return "done"
+
+    @on(Button.Pressed, "#dashboard")
+    def action_dashboard(self) -> None:
+        self.wa.show_dashboard()
+
+    @on(Button.Pressed, "#open")
+    def action_open(self) -> None:
+        self.wa.open_browser(self.outcome.url)
+
+    @on(Button.Pressed, "#quit")
+    def quit_pressed(self) -> None:
+        self.wa.request_quit()
