@@ -86,6 +86,7 @@ def connect(ctx: CommandContext, profile: Profile) -> int:
             f"the tunnel of profile {name} already runs, but it is {status.state.value}: {status.message}",
             f"wait for it, or stop it with: wa-onboard{_flag(ctx)} disconnect",
         )
+    _trust_new_host_keys(ctx, profile)
     if args.detach:
         summary = sup.start_detached(profile, name, explicit_port=_explicit_port(ctx))
         record = tunnelstate.read_record(name)
@@ -98,9 +99,29 @@ def connect(ctx: CommandContext, profile: Profile) -> int:
     return _foreground(ctx, profile)
 
 
-def _foreground(ctx: CommandContext, profile: Profile) -> int:
+def _trust_new_host_keys(ctx: CommandContext, profile: Profile) -> None:
+    """First contact with a host: show its fingerprint and ask (``--yes`` accepts), before the
+    key-only, never-prompting supervisor starts. Never asks for a password."""
+    from wa_onboard.core import known_hosts
+
+    if all(known_hosts.read(*address) for address in (profile.jump_address, profile.host_address)):
+        return
     from wa_onboard.commands.prompter_cli import CliPrompter
 
+    prompter = CliPrompter(assume_yes=ctx.args.yes, allow_secrets=False)
+    if not (ctx.args.yes or prompter.interactive):
+        return  # the supervisor will say the key is not trusted yet, and how to fix it
+    engine = sup.make_engine(profile, ctx.profile_name)
+    try:
+        engine.login(prompter, interactive=True)
+    except ConnectError as exc:
+        if exc.failure is not Failure.PASSWORD_NEEDED:
+            raise
+    finally:
+        engine.close()
+
+
+def _foreground(ctx: CommandContext, profile: Profile) -> int:
     args, name = ctx.args, ctx.profile_name
     lock = tunnelstate.ProfileLock(name)
     try:
@@ -119,15 +140,7 @@ def _foreground(ctx: CommandContext, profile: Profile) -> int:
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        try:
-            supervisor.start()
-        except ConnectError as exc:
-            unknown_key = exc.failure is Failure.HOST_KEY_REJECTED
-            prompter = CliPrompter(assume_yes=args.yes, allow_secrets=False)
-            if not (unknown_key and (args.yes or prompter.interactive)):
-                raise
-            # a host key we have not seen: show the fingerprint and ask (never a password here)
-            supervisor.start(prompter, interactive=True)
+        supervisor.start()
         if not args.no_browser:
             _open_browser(supervisor.url)
         _out("Ctrl-C stops the tunnel")

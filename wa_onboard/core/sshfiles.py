@@ -83,6 +83,8 @@ def _ssh_value(value: str, tokens: str = "") -> str:
 
 
 def _block(alias: str, host: str, port: int, user: str, proxy: str | None) -> list[str]:
+    # keyboard-interactive before password: a PAM server then asks the password and the MFA code in
+    # one exchange, instead of failing the password method first and asking the password twice.
     lines = [f"Host {alias}", f"    HostName {host}", f"    Port {port}", f"    User {user}"]
     if proxy:
         lines.append(f"    ProxyJump {proxy}")
@@ -94,7 +96,7 @@ def _block(alias: str, host: str, port: int, user: str, proxy: str | None) -> li
         "    HashKnownHosts no",
         "    CheckHostIP no",
         "    UpdateHostKeys no",
-        "    PreferredAuthentications publickey,password,keyboard-interactive",
+        "    PreferredAuthentications publickey,keyboard-interactive,password",
         "    NumberOfPasswordPrompts 3",
         "    ConnectTimeout 10",
         "    ServerAliveInterval 15",

@@ -1,0 +1,339 @@
+"""The OpenSSH engine, the supervisor and connect/status/disconnect against the real lab.
+
+The product runs inside the laptop namespace with HOME = a fresh laptop_home: engine-level cases (password,
+MFA, wrong password) through tests/lab/openssh_driver.py; the rest through the real command line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lab import Lab, Member
+from test_tunnel_paramiko import Driver
+
+DRIVER = Path(__file__).resolve().parent / "openssh_driver.py"
+PORT = 18000
+
+
+def profile_values(lab: Lab, member: Member, **extra: Any) -> dict[str, Any]:
+    return {
+        "user": member.name,
+        "jump": lab.jump_host,
+        "host": lab.ws_host,
+        "remote_port": lab.hub_port,
+        "base_url": lab.base_url,
+        "local_port": PORT,
+        "engine": "openssh",
+        **extra,
+    }
+
+
+def authorize_key(home: Path, member: Member, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What setup will do: make the program's key in the laptop HOME (the product's own ensure_key) and put
+    it in the member's authorized_keys on the shared home (as root: chown to the member, 0600)."""
+    from wa_onboard.core import sshfiles
+
+    monkeypatch.setenv("HOME", str(home))
+    sshfiles.ensure_key()
+    auth_dir = member.home / ".ssh"
+    auth_dir.mkdir(mode=0o700, exist_ok=True)
+    auth = auth_dir / "authorized_keys"
+    auth.write_text(sshfiles.public_key_text() + "\n")
+    gid = member.home.stat().st_gid
+    for p in (auth_dir, auth):
+        os.chown(p, member.uid, gid)
+    auth.chmod(0o600)
+
+
+@pytest.fixture
+def cli(lab: Lab, laptop_home: Path) -> Iterator[Any]:
+    """Run ``wa-onboard ARGS`` on the laptop; at the end, stop whatever the test left running."""
+
+    def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return lab.laptop_run(
+            [sys.executable, "-m", "wa_onboard", *args], env={"HOME": str(laptop_home)}, timeout=timeout
+        )
+
+    yield run
+    run("disconnect", timeout=60)
+
+
+@pytest.fixture
+def drive(lab: Lab, laptop_home: Path) -> Iterator[Any]:
+    procs: list[subprocess.Popen[str]] = []
+
+    def start(member: Member, answers: list[Any], trust: bool = True) -> Driver:
+        proc = lab.laptop_popen(
+            [sys.executable, str(DRIVER)],
+            env={"HOME": str(laptop_home), "PYTHONPATH": str(DRIVER.parent)},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        procs.append(proc)
+        assert proc.stdin
+        setup = {"profile": profile_values(lab, member), "answers": answers, "trust": trust}
+        proc.stdin.write(json.dumps(setup) + "\n")
+        proc.stdin.flush()
+        return Driver(proc)
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+
+
+def secrets_asked(d: Driver) -> list[dict[str, Any]]:
+    return [q for q in d.questions() if q["type"] == "secret"]
+
+
+def connect(cli: Any, lab: Lab, member: Member, *extra: str) -> subprocess.CompletedProcess[str]:
+    return cli(
+        "connect",
+        "--detach",
+        "--yes",
+        "--no-browser",
+        "--user",
+        member.name,
+        "--jump",
+        lab.jump_host,
+        "--host",
+        lab.ws_host,
+        "--remote-port",
+        str(lab.hub_port),
+        "--base-url",
+        lab.base_url,
+        *extra,
+    )
+
+
+def status(cli: Any) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads(cli("status", "--json").stdout)
+    return result
+
+
+def laptop_get(lab: Lab, port: int, path: str = "/jupyter/hub/health") -> int:
+    code = (
+        "import sys,urllib.request,urllib.error\n"
+        "o=urllib.request.build_opener(urllib.request.ProxyHandler({}))\n"
+        f"try: print(o.open('http://127.0.0.1:{port}{path}', timeout=5).status)\n"
+        "except urllib.error.HTTPError as e: print(e.code)\n"
+        "except Exception as e: print(0)\n"
+    )
+    return int(lab.laptop_run([sys.executable, "-c", code]).stdout.strip() or 0)
+
+
+def our_processes(lab: Lab, home: Path) -> list[str]:
+    """ssh or supervisor processes of this laptop HOME still running anywhere."""
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return [ln for ln in out.splitlines() if str(home) in ln or "wa_onboard.core.supervisor" in ln]
+
+
+# ---------------------------------------------------------------------------------------------- logins
+
+
+def test_password_login_asks_once_then_rides_the_masters(lab: Lab, member: Member, drive: Any) -> None:
+    d = drive(member, [member.password])
+    assert d("login", interactive=True) == {"ok": True}
+    asked = secrets_asked(d)
+    # one password for both hops: the jump host's keyboard-interactive prompt, as ssh printed it
+    assert [(q["hop"], q["kind"], q["attempt"]) for q in asked] == [
+        (f"{member.name}@{lab.jump_host}", "password", 1)
+    ]
+    assert asked[0]["prompt"] == "Password:"
+    hosts = [q["host"] for q in d.questions() if q["type"] == "host-key"]
+    assert hosts == [lab.jump_host, lab.ws_host]
+    r = d("run", script="hostname; id -un")
+    assert r["exit_code"] == 0 and r["stdout"].split() == ["ws", member.name]
+    assert d("close") == {"left": []}
+
+
+def test_mfa_code_goes_through_the_prompter(lab: Lab, mfa_member: Member, drive: Any) -> None:
+    d = drive(mfa_member, [mfa_member.password, {"totp": mfa_member.totp_secret}])
+    assert d("login", interactive=True) == {"ok": True}
+    asked = secrets_asked(d)
+    assert [(q["prompt"], q["kind"]) for q in asked] == [
+        ("Password:", "password"),
+        ("Verification code:", "otp"),
+    ]
+    assert {q["hop"] for q in asked} == {f"{mfa_member.name}@{lab.jump_host}"}
+    assert d("close") == {"left": []}
+
+
+def test_wrong_password_three_tries_then_clear_failure(lab: Lab, member: Member, drive: Any) -> None:
+    d = drive(member, ["wrong-1", "wrong-2", "wrong-3", member.password])
+    reply = d("login", interactive=True)
+    assert reply["error"]["failure"] == "jump-auth", reply
+    assert "3 times" in reply["error"]["message"]
+    assert [q["attempt"] for q in secrets_asked(d)] == [1, 2, 3]  # the right 4th answer was never asked for
+    assert member.password not in json.dumps(reply)
+    assert d("close") == {"left": []}
+
+
+def test_key_only_login_without_key_says_password_needed(lab: Lab, member: Member, drive: Any) -> None:
+    d = drive(member, [member.password])
+    reply = d("login", interactive=False)
+    assert reply["error"]["failure"] in ("password-needed", "host-key-rejected"), reply
+    assert secrets_asked(d) == []
+
+
+# ---------------------------------------------------------------------------------------------- connect
+
+
+def test_key_login_connect_status_disconnect(
+    lab: Lab, member: Member, laptop_home: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user_config = laptop_home / ".ssh" / "config"
+    authorize_key(laptop_home, member, monkeypatch)
+    user_config.write_text("Host *\n    User nobody-else\n    Port 2\n")
+    before = user_config.read_bytes()
+
+    up = connect(cli, lab, member, "--local-port", str(PORT))
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert f"http://localhost:{PORT}/jupyter/" in up.stdout
+    s = status(cli)
+    assert s["connected"] is True and s["local_port"] == PORT and s["reconnects"] == 0
+    assert s["hub_version"] and s["pid"] and s["profile"] == "default"
+    assert laptop_get(lab, PORT) == 200
+    # the forward listens on loopback only
+    rows = lab.laptop_run(["ss", "-Hltn", f"sport = :{PORT}"]).stdout.splitlines()
+    assert [row.split()[3] for row in rows] == [f"127.0.0.1:{PORT}"]
+    # daily connect again: the live supervisor is reused
+    again = connect(cli, lab, member)
+    assert again.returncode == 0 and "already" in again.stdout
+    # the member's own ~/.ssh/config was neither read nor changed (nobody asked for consent)
+    assert user_config.read_bytes() == before
+    assert not (laptop_home / ".ssh" / "config.wa-onboard.bak").exists()
+
+    down = cli("disconnect")
+    assert down.returncode == 0 and "stopped" in down.stdout
+    assert our_processes(lab, laptop_home) == []
+    assert status(cli)["connected"] is False
+    assert laptop_get(lab, PORT) == 0
+
+
+def test_jump_host_down(
+    lab: Lab, member: Member, laptop_home: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    authorize_key(laptop_home, member, monkeypatch)
+    assert connect(cli, lab, member).returncode == 0
+    cli("disconnect")
+    lab.stop_sshd("jump")
+    try:
+        r = connect(cli, lab, member)
+    finally:
+        lab.start_sshd("jump")
+    assert r.returncode == 1
+    assert f"cannot reach the jump host {lab.jump_host}" in r.stderr and "Connection refused" in r.stderr
+    assert our_processes(lab, laptop_home) == []
+
+
+def test_workstation_sshd_down(
+    lab: Lab, member: Member, laptop_home: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    authorize_key(laptop_home, member, monkeypatch)
+    assert connect(cli, lab, member).returncode == 0
+    cli("disconnect")
+    lab.stop_sshd("ws")
+    try:
+        r = connect(cli, lab, member)
+    finally:
+        lab.start_sshd("ws")
+    assert r.returncode == 1
+    assert f"cannot reach the workstation {lab.ws_host}" in r.stderr, r.stderr
+    assert our_processes(lab, laptop_home) == []
+
+
+def test_hub_down_is_forward_refused(
+    lab: Lab, member: Member, laptop_home: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    authorize_key(laptop_home, member, monkeypatch)
+    lab.stop_hub()
+    try:
+        r = connect(cli, lab, member)
+    finally:
+        lab.start_hub()
+    assert r.returncode == 1
+    assert "nothing listens on the workstation's port" in r.stderr, r.stderr
+    assert our_processes(lab, laptop_home) == []
+
+
+def test_wrong_base_url_is_404(
+    lab: Lab, member: Member, laptop_home: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    authorize_key(laptop_home, member, monkeypatch)
+    r = connect(cli, lab, member, "--base-url", "/nothere")
+    assert r.returncode == 1 and "404" in r.stderr and "--base-url /jupyter" in r.stderr
+
+
+def test_port_busy_by_a_foreign_process(
+    lab: Lab, member: Member, laptop_home: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    authorize_key(laptop_home, member, monkeypatch)
+    squatter = lab.laptop_popen(
+        [
+            sys.executable,
+            "-c",
+            f"import socket,time;s=socket.socket();s.bind(('127.0.0.1',{PORT}));s.listen();time.sleep(300)",
+        ]
+    )
+    try:
+        time.sleep(0.5)
+        explicit = connect(cli, lab, member, "--local-port", str(PORT))
+        assert explicit.returncode == 1
+        assert f"port {PORT} on this laptop is in use by python3 (pid {squatter.pid})" in explicit.stderr, (
+            explicit.stderr
+        )
+        moved = connect(cli, lab, member)  # the profile says PORT, but no --local-port this time
+        assert moved.returncode == 0, moved.stderr
+        assert f"http://localhost:{PORT + 1}/jupyter/" in moved.stdout
+        assert status(cli)["local_port"] == PORT + 1
+        assert laptop_get(lab, PORT + 1) == 200
+    finally:
+        squatter.kill()
+        squatter.wait()
+
+
+def test_link_cut_for_10s_recovers(
+    lab: Lab, member: Member, laptop_home: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    authorize_key(laptop_home, member, monkeypatch)
+    assert connect(cli, lab, member).returncode == 0
+    lab.link_down("laptop-jump")
+    time.sleep(10)
+    lab.link_up("laptop-jump")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        s = status(cli)
+        if s["connected"] and s["reconnects"] >= 1:
+            break
+        time.sleep(0.5)
+    assert s["connected"] and s["reconnects"] >= 1, s
+    assert laptop_get(lab, s["local_port"]) == 200
+
+
+def test_changed_host_key_is_refused(
+    lab: Lab, member: Member, laptop_home: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    authorize_key(laptop_home, member, monkeypatch)
+    assert connect(cli, lab, member).returncode == 0
+    cli("disconnect")
+    known = laptop_home / ".ssh" / "wa-onboard" / "known_hosts"
+    before = known.read_text()
+    lab.regenerate_host_key("ws")
+    r = connect(cli, lab, member)
+    assert r.returncode == 1
+    assert f"the host key of {lab.ws_host} has CHANGED" in r.stderr
+    assert f"ssh-keygen -R {lab.ws_host} -f {known}" in r.stderr
+    assert known.read_text() == before  # never removed on the member's behalf
+    assert our_processes(lab, laptop_home) == []
