@@ -1,0 +1,520 @@
+"""Unit tests of the tunnel side: our ssh_config, the Include, ssh's messages, backoff, state and lock,
+port holders, the hub probe, the CLI prompter and the OpenSSH engine's login dialogue (against a scripted
+stand-in for ssh, so no network is needed)."""
+
+from __future__ import annotations
+
+import io
+import random
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from wa_onboard.commands.prompter_cli import CliPrompter
+from wa_onboard.core import sshfiles, tunnelstate
+from wa_onboard.core.engine import ConnectError, Failure
+from wa_onboard.core.engine_openssh import OpenSshEngine, classify, hops
+from wa_onboard.core.profile import Profile
+from wa_onboard.core.prompts import ConfirmQuestion, HostKeyQuestion, SecretQuestion
+from wa_onboard.core.results import TunnelState
+from wa_onboard.core.supervisor import Backoff, probe_hub
+
+PROFILE = Profile(user="bbadger", jump="best-tux.cae.wisc.edu", host="carproject-06.engr.wisc.edu:2222")
+
+
+# --- ssh_config -------------------------------------------------------------------------------------
+
+
+def test_config_has_both_hops_absolute_paths_and_keeps_other_profiles(isolated_home: Path) -> None:
+    sshfiles.write_config(PROFILE)
+    sshfiles.write_config(PROFILE.updated(host="carproject-07.engr.wisc.edu"), "ws7")
+    text = sshfiles.config_path().read_text()
+    assert sshfiles.config_path().stat().st_mode & 0o777 == 0o600
+    assert "Host wa-jump\n    HostName best-tux.cae.wisc.edu\n    Port 22\n    User bbadger" in text
+    assert "Host wa-ws\n    HostName carproject-06.engr.wisc.edu\n    Port 2222\n" in text
+    assert "    ProxyJump wa-jump\n" in text and "    ProxyJump wa-ws7-jump\n" in text
+    assert f"    IdentityFile {isolated_home}/.ssh/wa_onboard_ed25519\n" in text
+    assert f"    UserKnownHostsFile {isolated_home}/.ssh/wa-onboard/known_hosts\n" in text
+    for line in (
+        "IdentitiesOnly yes",
+        "StrictHostKeyChecking ask",
+        "ServerAliveInterval 15",
+        "ServerAliveCountMax 3",
+        "ExitOnForwardFailure yes",
+        "ControlMaster auto",
+    ):
+        assert text.count(f"    {line}\n") == 4  # two hops, two profiles
+    # rewriting one profile leaves the other as it was
+    sshfiles.write_config(PROFILE.updated(user="other"))
+    again = sshfiles.config_path().read_text()
+    assert "User other" in again and "Host wa-ws7-ws\n    HostName carproject-07.engr.wisc.edu" in again
+    assert again.count("# >>> wa-onboard profile default >>>") == 1
+
+
+def test_openssh_reads_our_config(isolated_home: Path) -> None:
+    sshfiles.write_config(PROFILE)
+    out = subprocess.run(
+        ["ssh", "-G", "-F", str(sshfiles.config_path()), "wa-ws"],
+        capture_output=True,
+        text=True,
+        check=True,
+        stdin=subprocess.DEVNULL,
+    ).stdout
+    assert "proxyjump wa-jump" in out and "port 2222" in out
+    control = next(ln.split(" ", 1)[1] for ln in out.splitlines() if ln.startswith("controlpath "))
+    assert len(control) + 17 <= 104  # macOS's socket path limit, with ssh's temporary suffix
+
+
+def test_long_home_gets_a_short_private_control_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / ("h" * 80)
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    short = sshfiles.control_dir()
+    assert not str(short).startswith(str(home)) and short.stat().st_mode & 0o777 == 0o700
+
+
+def test_paths_with_spaces_and_percent_are_quoted_and_escaped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "my 100% home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    text = sshfiles.render_profile(PROFILE)
+    assert f'IdentityFile "{str(home).replace("%", "%%")}/.ssh/wa_onboard_ed25519"' in text
+
+
+def test_ensure_key_makes_an_ed25519_key_once(isolated_home: Path) -> None:
+    key, created = sshfiles.ensure_key()
+    assert created and key.stat().st_mode & 0o777 == 0o600
+    assert sshfiles.public_key_text().startswith("ssh-ed25519 ")
+    assert "wa-onboard@" in sshfiles.public_key_text()
+    assert sshfiles.ensure_key() == (key, False)
+
+
+# --- the Include in ~/.ssh/config --------------------------------------------------------------------
+
+
+class Answers:
+    def __init__(self, yes: bool) -> None:
+        self.yes = yes
+        self.asked: list[Any] = []
+
+    def secret(self, question: SecretQuestion) -> str | None:
+        return None
+
+    def confirm(self, question: HostKeyQuestion | ConfirmQuestion) -> bool:
+        self.asked.append(question)
+        return self.yes
+
+
+def test_include_is_never_added_without_consent(isolated_home: Path) -> None:
+    user_config = isolated_home / ".ssh" / "config"
+    user_config.parent.mkdir(mode=0o700)
+    user_config.write_text("Host *\n    User me\n")
+    assert sshfiles.add_include(Answers(False)) is False
+    assert user_config.read_text() == "Host *\n    User me\n"
+    assert not user_config.with_name("config.wa-onboard.bak").exists()
+
+
+def test_include_goes_on_top_once_with_a_backup(isolated_home: Path) -> None:
+    user_config = isolated_home / ".ssh" / "config"
+    user_config.parent.mkdir(mode=0o700)
+    original = "Host *\n    User me\n"
+    user_config.write_text(original)
+    yes = Answers(True)
+    assert sshfiles.add_include(yes) is True
+    text = user_config.read_text()
+    assert text.splitlines()[1] == f"Include {sshfiles.config_path()}" and text.endswith(original)
+    assert user_config.with_name("config.wa-onboard.bak").read_text() == original
+    assert sshfiles.add_include(yes) is True and user_config.read_text() == text  # idempotent, no question
+    assert len(yes.asked) == 1 and not yes.asked[0].destructive
+    assert sshfiles.include_present()
+
+
+def test_include_inside_a_host_block_does_not_count(isolated_home: Path) -> None:
+    assert not sshfiles.include_present(f"Host x\n    Include {sshfiles.config_path()}\n")
+    assert sshfiles.include_present(f"# mine\nInclude ~/.ssh/wa-onboard/config\nHost x\n")
+
+
+# --- telling ssh's failures apart --------------------------------------------------------------------
+
+JUMP, WS = hops(PROFILE)
+
+
+@pytest.mark.parametrize(
+    ("text", "hop", "failure"),
+    [
+        (
+            "ssh: Could not resolve hostname best-tux.cae.wisc.edu: Name or service not known",
+            JUMP,
+            Failure.JUMP_UNKNOWN,
+        ),
+        (
+            "ssh: connect to host best-tux.cae.wisc.edu port 22: Connection refused",
+            JUMP,
+            Failure.JUMP_UNREACHABLE,
+        ),
+        (
+            "ssh: connect to host best-tux.cae.wisc.edu port 22: No route to host",
+            JUMP,
+            Failure.JUMP_UNREACHABLE,
+        ),
+        (
+            "ssh: connect to host best-tux.cae.wisc.edu port 22: Connection timed out",
+            JUMP,
+            Failure.JUMP_UNREACHABLE,
+        ),
+        (
+            "channel 0: open failed: connect failed: Connection refused\r\nstdio forwarding failed\r\n"
+            "Connection closed by UNKNOWN port 65535",
+            WS,
+            Failure.WS_UNREACHABLE,
+        ),
+        ("bbadger@best-tux.cae.wisc.edu: Permission denied (publickey,password).", JUMP, Failure.JUMP_AUTH),
+        ("bbadger@carproject-06.engr.wisc.edu: Permission denied (publickey,password).", WS, Failure.WS_AUTH),
+        (
+            "No ED25519 host key is known for best-tux.cae.wisc.edu and you have requested strict checking.\r\n"
+            "Host key verification failed.",
+            JUMP,
+            Failure.HOST_KEY_REJECTED,
+        ),
+    ],
+)
+def test_classify(text: str, hop: Any, failure: Failure) -> None:
+    assert classify(text, hop, JUMP).failure is failure
+
+
+def test_batch_mode_permission_denied_is_password_needed() -> None:
+    err = classify(
+        "bbadger@best-tux.cae.wisc.edu: Permission denied (publickey,keyboard-interactive).",
+        JUMP,
+        JUMP,
+        interactive=False,
+    )
+    assert err.failure is Failure.PASSWORD_NEEDED
+
+
+def test_changed_host_key_names_the_removal_command(isolated_home: Path) -> None:
+    text = (
+        "@@@@@@@@\r\n@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\r\n"
+        "Host key for [carproject-06.engr.wisc.edu]:2222 has changed and you have requested strict checking.\r\n"
+        "Host key verification failed.\r\n"
+    )
+    err = classify(text, WS, JUMP)
+    assert err.failure is Failure.HOST_KEY_CHANGED
+    assert f"ssh-keygen -R '[carproject-06.engr.wisc.edu]:2222' -f {sshfiles.known_hosts_path()}" in err.hint
+
+
+# --- the login dialogue, against a scripted ssh -------------------------------------------------------
+
+FAKE_SSH = textwrap.dedent('''\
+    #!{python}
+    """Plays ssh's side of a login: the script is in $FAKE_SSH_SCRIPT, one step per line."""
+    import os, sys, getpass
+    alias = sys.argv[-1]
+    marker = next(a.split("echo ", 1)[1] for a in sys.argv if a.startswith("LocalCommand="))
+    log = open(os.environ["FAKE_SSH_LOG"], "a")
+    for step in open(os.environ["FAKE_SSH_SCRIPT"]).read().split("\\n---\\n"):
+        kind, _, text = step.partition(" ")
+        text = text.replace("ALIAS", alias)
+        if kind == "ask":
+            answer = getpass.getpass(text)
+            log.write(f"{{alias}}:{{answer}}\\n"); log.flush()
+            want = os.environ.get("FAKE_SSH_WANT", "")
+            if want and answer != want:
+                print("Permission denied, please try again.", file=sys.stderr)
+                continue
+        elif kind == "yesno":
+            answer = input(text)
+            if answer != "yes":
+                print("Host key verification failed.", file=sys.stderr); sys.exit(255)
+        elif kind == "say":
+            print(text, file=sys.stderr)
+        elif kind == "exit":
+            sys.exit(int(text))
+    print(marker, flush=True)
+    import time; time.sleep(30)
+''')
+
+
+@pytest.fixture
+def fake_ssh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    prog = tmp_path / "ssh"
+    prog.write_text(FAKE_SSH.format(python=sys.executable))
+    prog.chmod(0o755)
+    log = tmp_path / "answers.log"
+    monkeypatch.setenv("FAKE_SSH_LOG", str(log))
+
+    def engine(script: str, want: str = "") -> tuple[OpenSshEngine, Path]:
+        (tmp_path / "script").write_text(script)
+        monkeypatch.setenv("FAKE_SSH_SCRIPT", str(tmp_path / "script"))
+        monkeypatch.setenv("FAKE_SSH_WANT", want)
+        e = OpenSshEngine(PROFILE, ssh=str(prog), login_timeout=10)
+        e.master_pid = lambda hop: None  # type: ignore[method-assign]  # no real master to ask
+        return e, log
+
+    return engine
+
+
+class Scripted:
+    def __init__(self, *answers: str, trust: bool = True) -> None:
+        self.answers = list(answers)
+        self.trust = trust
+        self.questions: list[Any] = []
+
+    def secret(self, question: SecretQuestion) -> str | None:
+        self.questions.append(question)
+        return self.answers.pop(0) if self.answers else None
+
+    def confirm(self, question: HostKeyQuestion | ConfirmQuestion) -> bool:
+        self.questions.append(question)
+        return self.trust
+
+
+HOSTKEY = (
+    "yesno The authenticity of host 'best-tux.cae.wisc.edu (10.0.0.1)' can't be established.\n"
+    "ED25519 key fingerprint is SHA256:abcDEF123+/xyz.\nThis key is not known by any other names.\n"
+    "Are you sure you want to continue connecting (yes/no/[fingerprint])? "
+)
+
+
+def test_host_key_password_and_mfa_answered_through_the_prompter(fake_ssh: Any) -> None:
+    script = "\n---\n".join(
+        [
+            HOSTKEY,
+            "ask (bbadger@best-tux.cae.wisc.edu) Password: ",
+            "ask (bbadger@best-tux.cae.wisc.edu) Verification code: ",
+        ]
+    )
+    engine, log = fake_ssh(script)
+    asked = Scripted("s3cret", "123456", "654321")
+    try:
+        engine.login(asked, interactive=True)
+    finally:
+        engine.close()
+    hk, pw, code = asked.questions[:3]
+    assert hk == HostKeyQuestion("best-tux.cae.wisc.edu", "ED25519", "SHA256:abcDEF123+/xyz")
+    assert (pw.prompt, pw.hop, pw.kind, pw.attempt) == (
+        "Password:",
+        "bbadger@best-tux.cae.wisc.edu",
+        "password",
+        1,
+    )
+    assert (code.prompt, code.kind) == ("Verification code:", "otp")
+    # the workstation's password prompt got the password the jump host accepted; the code was asked again
+    ws_pw = [q for q in asked.questions[3:] if isinstance(q, SecretQuestion) and q.kind == "password"]
+    assert ws_pw == []
+    assert "wa-ws:s3cret" in log.read_text()
+
+
+def test_wrong_password_is_asked_again_at_most_three_times(fake_ssh: Any) -> None:
+    script = "\n---\n".join(["ask ALIAS's password: "] * 5)
+    engine, log = fake_ssh(script, want="right")
+    asked = Scripted("a", "b", "c", "right")
+    with pytest.raises(ConnectError) as err:
+        engine.login(asked, interactive=True)
+    engine.close()
+    assert err.value.failure is Failure.JUMP_AUTH and "3 times" in err.value.message
+    assert [q.attempt for q in asked.questions] == [1, 2, 3]
+    assert "right" not in log.read_text()
+
+
+def test_declined_host_key_and_missing_password(fake_ssh: Any) -> None:
+    engine, _ = fake_ssh(HOSTKEY)
+    with pytest.raises(ConnectError) as err:
+        engine.login(Scripted(trust=False), interactive=True)
+    assert err.value.failure is Failure.HOST_KEY_REJECTED
+    engine, _ = fake_ssh("ask ALIAS's password: ")
+    with pytest.raises(ConnectError) as err:
+        engine.login(Scripted(), interactive=True)
+    assert err.value.failure is Failure.PASSWORD_NEEDED
+
+
+def test_ssh_failure_is_classified(fake_ssh: Any) -> None:
+    engine, _ = fake_ssh(
+        "say ssh: Could not resolve hostname best-tux.cae.wisc.edu: Name or service not known\n---\nexit 255"
+    )
+    with pytest.raises(ConnectError) as err:
+        engine.login(Scripted(), interactive=True)
+    assert err.value.failure is Failure.JUMP_UNKNOWN
+
+
+# --- backoff, state, lock, ports --------------------------------------------------------------------
+
+
+def test_backoff_grows_is_capped_and_jittered() -> None:
+    b = Backoff(base=0.5, factor=2, cap=2.5, jitter=0.5, rng=random.Random(1))
+    delays = [b.next() for _ in range(8)]
+    assert all(0 < d <= 2.5 for d in delays)
+    assert delays[0] <= 0.5 and all(1.25 <= d for d in delays[3:])
+    assert len(set(delays)) == len(delays)
+    b.reset()
+    assert b.next() <= 0.5
+
+
+def test_state_file_roundtrip_is_private(isolated_home: Path) -> None:
+    record = tunnelstate.TunnelRecord(
+        "default",
+        123,
+        8000,
+        "http://localhost:8000/jupyter/",
+        "openssh",
+        "connected",
+        since=1.5,
+        reconnects=2,
+    )
+    tunnelstate.write_record(record)
+    assert tunnelstate.read_record("default") == record
+    assert tunnelstate.state_file("default").stat().st_mode & 0o777 == 0o600
+    tunnelstate.remove_record("default", pid=999)  # someone else's: kept
+    assert tunnelstate.read_record("default") == record
+    tunnelstate.remove_record("default", pid=123)
+    assert tunnelstate.read_record("default") is None
+
+
+def test_lock_is_exclusive_per_profile(isolated_home: Path) -> None:
+    assert not tunnelstate.lock_is_held("default")
+    with tunnelstate.ProfileLock("default"):
+        assert tunnelstate.lock_is_held("default")
+        assert not tunnelstate.lock_is_held("ws7")
+        with pytest.raises(tunnelstate.LockHeld):
+            tunnelstate.ProfileLock("default").acquire()
+        code = (
+            "import sys; from wa_onboard.core import tunnelstate as t\n"
+            "sys.exit(3 if t.lock_is_held('default') else 0)"
+        )
+        assert subprocess.run([sys.executable, "-c", code]).returncode == 3
+    assert not tunnelstate.lock_is_held("default")
+
+
+def test_port_holder_is_named() -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import socket,sys,time\ns=socket.socket();s.bind(('127.0.0.1',0));"
+            "s.listen();print(s.getsockname()[1],flush=True);time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout
+        port = int(proc.stdout.readline())
+        assert not tunnelstate.port_is_free(port)
+        holder = tunnelstate.port_holder(port)
+        assert holder is not None and holder.pid == proc.pid and holder.name.startswith("python")
+        assert str(holder) == f"{holder.name} (pid {proc.pid})"
+        free = tunnelstate.next_free_port(port + 1)
+        assert free is not None and free > port and tunnelstate.port_is_free(free)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+# --- the hub probe --------------------------------------------------------------------------------
+
+
+class _Hub(BaseHTTPRequestHandler):
+    code = 200
+
+    def do_GET(self) -> None:  # noqa: N802
+        code = self.code if self.path.startswith("/jupyter/") else 404
+        self.send_response(code)
+        self.end_headers()
+        self.wfile.write(b'{"version": "6.1.1"}')
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("code", "failure"), [(503, Failure.HUB_UNAVAILABLE), (200, None)])
+def test_probe_tells_503_and_404_apart(code: int, failure: Failure | None) -> None:
+    handler = type("H", (_Hub,), {"code": code})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        probe = probe_hub(port, "/jupyter")
+        assert probe.ok is (failure is None) and probe.failure is failure
+        assert probe_hub(port, "/wrong").failure is Failure.HUB_WRONG_URL
+    finally:
+        server.shutdown()
+
+
+def test_probe_reset_by_the_far_end_is_forward_refused() -> None:
+    # what ssh's forward does when nothing listens on the workstation: accept, then close
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+
+    def accept_and_close() -> None:
+        conn, _ = listener.accept()
+        conn.close()
+
+    threading.Thread(target=accept_and_close, daemon=True).start()
+    probe = probe_hub(listener.getsockname()[1], "/jupyter", remote_port=8000)
+    listener.close()
+    assert probe.failure is Failure.FORWARD_REFUSED and "port 8000" in probe.message
+
+
+# --- the CLI prompter ---------------------------------------------------------------------------------
+
+
+def test_password_stdin_is_used_once_for_the_first_password_only() -> None:
+    out = io.StringIO()
+    p = CliPrompter(
+        password_stdin=True, stdin=io.StringIO("pw-from-stdin\nsecond line\n"), out=out, interactive=False
+    )
+    assert p.secret(SecretQuestion("Password:", "u@jump")) == "pw-from-stdin"
+    assert p.secret(SecretQuestion("Password:", "u@jump", attempt=2)) is None  # no terminal: declined
+    assert p.secret(SecretQuestion("Verification code:", "u@jump", "otp")) is None
+    assert "pw-from-stdin" not in out.getvalue()
+
+
+def test_secret_prompt_shows_hop_and_server_text() -> None:
+    seen: list[str] = []
+    p = CliPrompter(
+        out=io.StringIO(), interactive=True, ask_secret=lambda prompt: seen.append(prompt) or "123"
+    )
+    assert p.secret(SecretQuestion("Verification code:", "u@jump", "otp")) == "123"
+    assert seen == ["[u@jump] Verification code: "]
+    assert (
+        CliPrompter(allow_secrets=False, interactive=True).secret(SecretQuestion("Password:", "u@h")) is None
+    )
+
+
+def test_yes_accepts_host_keys_and_safe_changes_only() -> None:
+    out = io.StringIO()
+    p = CliPrompter(assume_yes=True, out=out, interactive=False)
+    assert p.confirm(HostKeyQuestion("jump", "ED25519", "SHA256:abc"))
+    assert "SHA256:abc" in out.getvalue()  # the fingerprint is shown before it is trusted
+    assert p.confirm(ConfirmQuestion("add a line?"))
+    assert not p.confirm(ConfirmQuestion("delete the env?", destructive=True))
+    no_tty = CliPrompter(out=io.StringIO(), interactive=False)
+    assert not no_tty.confirm(HostKeyQuestion("jump", "ED25519", "SHA256:abc"))
+    assert not no_tty.confirm(ConfirmQuestion("add a line?", default=True))
+    asked = CliPrompter(out=io.StringIO(), interactive=True, ask_line=lambda prompt: "y")
+    assert asked.confirm(HostKeyQuestion("jump", "ED25519", "SHA256:abc"))
+
+
+# --- status with nothing running ----------------------------------------------------------------------
+
+
+def test_status_json_when_nothing_runs(isolated_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from wa_onboard import cli
+
+    assert cli.main(["status", "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    for key in ("profile", "connected", "url", "local_port", "pid", "since", "reconnects", "hub_version"):
+        assert key in data
+    assert data["connected"] is False and data["state"] == TunnelState.DOWN.value
