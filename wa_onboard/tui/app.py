@@ -56,8 +56,8 @@ class WaApp(App[int]):
     BINDINGS = [
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
-        Binding("question_mark,f1", "help", "Help"),
-        Binding("ctrl+t", "toggle_theme", "Theme", show=False),
+        Binding("question_mark,f1", "help", "Help", tooltip="this help"),
+        Binding("ctrl+t", "toggle_theme", "Theme", show=False, tooltip="light / dark theme"),
     ]
 
     def __init__(
@@ -217,15 +217,21 @@ class WaApp(App[int]):
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
             return
-        keys: list[tuple[str, str]] = []
-        seen: set[str] = set()
-        for key, active in self.active_bindings.items():
-            description = active.binding.description or active.binding.action
-            if key in seen or not active.enabled or not active.binding.description:
-                continue
-            seen.add(key)
-            keys.append((self.get_key_display(active.binding), description))
-        keys.append(("ctrl+t", "light / dark theme"))
+        # The screen's keys, then the app's (not every scroll key of the focused widget); keys for
+        # the same action share a line.
+        by_action: dict[str, tuple[list[str], str]] = {}
+        for node in (self.screen, self):
+            for active in self.active_bindings.values():
+                binding = active.binding
+                if active.node is not node or not active.enabled or not binding.description or binding.system:
+                    continue
+                action = binding.action.removeprefix("app.")
+                if action.rsplit(".", 1)[-1] in ("focus_next", "focus_previous", "copy_text"):
+                    continue
+                by_action.setdefault(action, ([], binding.tooltip or binding.description))[0].append(
+                    self.get_key_display(binding)
+                )
+        keys = [(", ".join(shown), text) for shown, text in by_action.values()]
         about = getattr(self.screen, "HELP", "") or "wa-onboard gets you onto the lab's JupyterHub."
         subtitle = getattr(self.screen, "subtitle", lambda: "")()
         self.push_screen(HelpScreen(subtitle or self.title, keys, about))

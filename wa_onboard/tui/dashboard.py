@@ -36,12 +36,12 @@ class DashboardScreen(WaScreen):
         "in the background."
     )
     BINDINGS = [
-        Binding("o", "open", "Open"),
-        Binding("r", "reconnect", "Reconnect"),
-        Binding("x", "disconnect", "Disconnect"),
-        Binding("d", "diagnostics", "Diagnose"),
-        Binding("p", "switch_profile", "Profile"),
-        Binding("q", "app.quit", "Quit"),
+        Binding("o", "open", "Open", tooltip="open the hub in your browser"),
+        Binding("r", "reconnect", "Reconnect", tooltip="bring the tunnel up again now"),
+        Binding("x", "disconnect", "Disconnect", tooltip="stop the tunnel"),
+        Binding("d", "diagnostics", "Diagnose", tooltip="check every layer and say what is wrong"),
+        Binding("p", "switch_profile", "Profile", tooltip="switch to another profile, or make one"),
+        Binding("q", "app.quit", "Quit", tooltip="leave (asks whether the tunnel keeps running)"),
     ]
 
     def subtitle(self) -> str:

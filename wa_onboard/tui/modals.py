@@ -277,7 +277,7 @@ class HelpScreen(ModalScreen[None]):
             with VerticalScroll(id="help-body"):
                 yield Static(self.about, classes="help-about", markup=False)
                 for key, description in self.keys:
-                    yield Label(Content.assemble((f"{key:>10}", "bold $text-accent"), f"  {description}"))
+                    yield Label(Content.assemble((f"{key:<10}", "bold $text-accent"), f"  {description}"))
             yield Label("Esc closes this.", classes="dialog-note")
 
     def action_close(self) -> None:

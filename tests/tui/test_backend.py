@@ -1,0 +1,60 @@
+"""The real backend's wiring to the core, and its honest answer when a core module is missing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from wa_onboard.core.errors import WaError
+from wa_onboard.core.profile import Profile
+from wa_onboard.core.prompts import NoPrompter
+from wa_onboard.core.results import StepResult, StepStatus, TunnelState
+from wa_onboard.tui.backend import RealBackend, SetupOutcome, UnavailableTunnel
+
+
+def test_real_backend_lists_the_core_plan() -> None:
+    steps = RealBackend().setup_steps("default", Profile(user="bbadger"))
+    ids = [s.id for s in steps]
+    assert ids[0] == "profile" and ids[-1] == "browser"
+    assert {"login", "env", "kernel", "tunnel"} <= set(ids)
+    assert all(s.title for s in steps)
+
+
+def test_a_missing_supervisor_gives_a_down_tunnel_with_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "wa_onboard.core.supervisor", None)
+    session = RealBackend().tunnel("default", Profile(user="bbadger"), NoPrompter())
+    assert isinstance(session, UnavailableTunnel) and not session.can_detach
+    (status,) = list(session.statuses())
+    assert status.state is TunnelState.DOWN
+    assert "wa_onboard.core.supervisor is missing" in status.message and status.hint
+
+
+def test_a_missing_doctor_raises_a_wa_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "wa_onboard.core.doctor", None)
+    with pytest.raises(WaError, match="not part of this version yet"):
+        list(RealBackend().doctor("default", Profile(user="bbadger"), threading.Event()))
+
+
+def test_setup_outcome_knows_success_from_a_stop() -> None:
+    done = StepResult("a", StepStatus.DONE, "")
+    failed = StepResult("b", StepStatus.FAILED, "boom")
+    assert SetupOutcome((done, done), 2, "u").succeeded
+    assert not SetupOutcome((done,), 2, "u").succeeded
+    outcome = SetupOutcome((done, failed), 3, "u")
+    assert not outcome.succeeded and outcome.failed is failed
+
+
+def test_a_broken_config_file_is_one_line_before_any_screen(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("[profiles.default\n")
+    env = {"WA_ONBOARD_CONFIG": str(config), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "wa_onboard"], capture_output=True, text=True, env=env, timeout=60, check=False
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("wa-onboard: error: config file") and "Traceback" not in proc.stderr
+    assert proc.stdout == ""  # no screen was drawn

@@ -1,0 +1,54 @@
+"""The app on a real pseudo-terminal: it draws, and Ctrl-C / ctrl+q leave the terminal as it was.
+
+The full real-terminal test (tmux in the lab's laptop namespace, the real core, keystrokes to the
+done screen) belongs to the lab integration pass: see tests/tui/README.md.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pexpect
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LEAVE_ALT_SCREEN = "\x1b[?1049l"
+SHOW_CURSOR = "\x1b[?25h"
+MOUSE_OFF = "\x1b[?1000l"
+
+
+def spawn(mode: str) -> pexpect.spawn:
+    return pexpect.spawn(
+        sys.executable,
+        ["-m", "tests.tui.run_fake_app", mode],
+        cwd=str(ROOT),
+        dimensions=(24, 80),
+        env={"TERM": "xterm-256color", "PATH": "/usr/bin:/bin", "HOME": "/tmp", "BROWSER": "true"},
+        encoding="utf-8",
+        codec_errors="replace",
+        timeout=30,
+    )
+
+
+@pytest.mark.parametrize(("mode", "shown", "keys"), [
+    ("wizard", "Welcome!", ["\x03"]),                 # Ctrl-C on the welcome screen
+    ("wizard", "Welcome!", ["\x11"]),                 # ctrl+q
+    ("dashboard", "connected", ["\x03", "\x03"]),     # Ctrl-C twice: the tunnel question, then leave
+    ("dashboard", "connected", ["q", "s"]),           # quit, stop the tunnel
+])  # fmt: skip
+def test_leaves_a_clean_terminal(mode: str, shown: str, keys: list[str]) -> None:
+    child = spawn(mode)
+    child.expect_exact(shown)
+    for key in keys:
+        child.send(key)
+        child.expect(
+            [r"Keep running|Stop it", pexpect.EOF] if len(keys) > 1 and key == keys[0] else [pexpect.EOF]
+        )
+    if child.isalive():
+        child.expect(pexpect.EOF)
+    child.close()
+    tail = child.before or ""
+    assert child.exitstatus == 0, tail[-500:]
+    assert LEAVE_ALT_SCREEN in tail and SHOW_CURSOR in tail and MOUSE_OFF in tail
+    assert "Traceback" not in tail
