@@ -25,7 +25,7 @@ from wa_onboard.core.engine import ConnectError, Engine, Failure
 from wa_onboard.core.errors import Cancelled, WaError
 from wa_onboard.core.plan import Step, StepContext, StepError, run_plan
 from wa_onboard.core.profile import DEFAULT_PROFILE, Profile
-from wa_onboard.core.prompts import ConfirmQuestion, NoPrompter
+from wa_onboard.core.prompts import ConfirmQuestion, NoPrompter, Prompter
 from wa_onboard.core.remote import RemoteResult, RemoteShell
 from wa_onboard.core.results import StepResult
 
@@ -215,6 +215,10 @@ class ValidateProfile(Step):
     id = "profile"
     title = "Check the profile"
 
+    def done(self, ctx: StepContext) -> str | None:
+        """Checking is all there is to do: a valid profile is "already done"."""
+        return self.run(ctx)
+
     def run(self, ctx: StepContext) -> str:
         profile: Profile = ctx.profile
         profile.require_complete()
@@ -261,15 +265,26 @@ class MakeKey(Step):
             _core("sshfiles", "the SSH files module").write_config(ctx.profile, _options(ctx).profile_name)
 
 
-def _key_login(ctx: StepContext) -> Engine:
-    """A new connection that may use the key only: no prompt reaches anyone."""
+def _borrows_masters(engine: Engine) -> bool:
+    """OpenSSH shares connections: when both control masters are up before we log in (the background
+    tunnel's), this engine starts nothing, and closing it would take the tunnel's connection down."""
+    master_pid = getattr(engine, "master_pid", None)
+    hops = (getattr(engine, "jump_hop", None), getattr(engine, "ws_hop", None))
+    return callable(master_pid) and all(hop is not None and master_pid(hop) is not None for hop in hops)
+
+
+def _login(ctx: StepContext, prompter: Prompter, *, interactive: bool) -> None:
+    """Log in with a new engine; it carries the rest of the run (``close`` ends it)."""
     engine = _new_engine(ctx)
+    borrowed = _borrows_masters(engine)
     try:
-        engine.login(NoPrompter(), interactive=False)
+        engine.login(prompter, interactive=interactive)
     except BaseException:
-        engine.close()
+        if not borrowed:
+            engine.close()
         raise
-    return engine
+    ctx.state["engine"] = engine
+    ctx.state["engine_borrowed"] = borrowed
 
 
 class Login(Step):
@@ -280,26 +295,19 @@ class Login(Step):
         if "engine" in ctx.state:
             return "connected"
         try:
-            engine = _key_login(ctx)
+            _login(ctx, NoPrompter(), interactive=False)
         except ConnectError as exc:
             if exc.failure in _NEEDS_INTERACTIVE:
                 return None
             raise StepError(exc.message, exc.hint, exc.detail) from None
-        ctx.state["engine"] = engine
         ctx.state["key_login"] = True
         return "the key logs in to both hosts"
 
     def run(self, ctx: StepContext) -> str:
-        engine = _new_engine(ctx)
         try:
-            engine.login(ctx.prompter, interactive=True)
+            _login(ctx, ctx.prompter, interactive=True)
         except ConnectError as exc:
-            engine.close()
             raise StepError(exc.message, exc.hint, exc.detail) from None
-        except BaseException:
-            engine.close()
-            raise
-        ctx.state["engine"] = engine
         return f"logged in as {ctx.profile.user} on {ctx.profile.jump} and {ctx.profile.host}"
 
 
@@ -332,7 +340,7 @@ class InstallKey(Step):
         The new connection carries the rest of the run."""
         close(ctx)
         try:
-            ctx.state["engine"] = _key_login(ctx)
+            _login(ctx, NoPrompter(), interactive=False)
         except ConnectError as exc:
             raise StepError(
                 f"the key was installed but a key-only login still fails: {exc.message}",
@@ -712,8 +720,9 @@ def build_plan(profile: Profile | None = None) -> list[Step]:
 def close(ctx: StepContext) -> None:
     """End the connection the steps opened (the background tunnel has its own)."""
     engine = ctx.state.pop("engine", None)
+    borrowed = ctx.state.pop("engine_borrowed", False)
     ctx.state.pop("workstation", None)
-    if engine is not None:
+    if engine is not None and not borrowed:
         engine.close()
 
 
