@@ -1,0 +1,229 @@
+"""The doctor's checks against real things on this machine: the facts script in a login bash on the fake
+workstation (fake conda, a real venv, a real kernel.json, a tiny HTTP server as the hub), the key's permissions,
+our ssh config through ``ssh -G``, and a local port held by another program."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.unit.fake_workstation import Workstation, make_workstation
+from wa_onboard.core import paths, sshfiles
+from wa_onboard.core.doctor import checks_local, checks_remote, facts
+from wa_onboard.core.doctor.context import DoctorContext, WorkstationRun
+from wa_onboard.core.profile import Profile
+from wa_onboard.core.results import CheckStatus
+
+WS_CHECKS = {
+    "workstation.disk": checks_remote.disk,
+    "workstation.conda": checks_remote.conda,
+    "workstation.env": checks_remote.env,
+    "workstation.ipykernel": checks_remote.ipykernel,
+    "workstation.kernelspec": checks_remote.kernelspec,
+    "workstation.hub-port": checks_remote.hub_port,
+    "workstation.hub-health": checks_remote.hub_health,
+}
+
+
+class Hub(http.server.BaseHTTPRequestHandler):
+    """Answers like JupyterHub under /jupyter: health, api version; ``status`` can make health a 503."""
+
+    status = 200
+
+    def do_GET(self) -> None:
+        if self.path == "/jupyter/hub/health":
+            self._send(Hub.status, b"")
+        elif self.path == "/jupyter/hub/api":
+            self._send(200, b'{"version": "5.9.9"}')
+        else:
+            self._send(404, b"not found")
+
+    def _send(self, code: int, body: bytes) -> None:
+        self.send_response(code)
+        self.send_header("X-JupyterHub-Version", "5.9.9")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def hub() -> Iterator[int]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    Hub.status = 200
+    yield server.server_address[1]
+    server.shutdown()
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Workstation:
+    ws = make_workstation(tmp_path)
+    r = ws.shell().run(
+        "conda create -y -n wa python=3.11 ipykernel >/dev/null && "
+        "~/.conda/envs/wa/bin/python -m ipykernel install --user --name WA --display-name WA"
+    )
+    assert r.ok, r.stdout + r.stderr
+    return ws
+
+
+def workstation_checks(ws: Workstation, profile: Profile) -> dict[str, tuple[CheckStatus, str, str]]:
+    """Run the one facts script on the fake workstation, then every workstation check on its facts."""
+    result = ws.shell().run(facts.script(profile))
+    assert result.reached_script, result.stderr
+    ctx = DoctorContext(load_profile=lambda: profile)
+    ctx.set_profile(profile)
+    ctx.once(
+        "workstation", lambda: WorkstationRun(result, facts.WorkstationFacts(result.stdout, profile), True)
+    )
+    out = {}
+    for check_id, check in WS_CHECKS.items():
+        o = check(ctx)
+        out[check_id] = (o.status, o.summary, o.hint)
+    return out
+
+
+def statuses(found: dict[str, tuple[CheckStatus, str, str]]) -> dict[str, str]:
+    return {k: v[0].value for k, v in found.items()}
+
+
+def test_a_healthy_workstation_in_one_script(ws: Workstation, hub: int) -> None:
+    found = workstation_checks(ws, Profile(user="bbadger", remote_port=hub))
+    assert set(statuses(found).values()) == {"ok"}, found
+    assert "via the login shell's PATH" in found["workstation.conda"][1]
+    assert "env 'wa' at " in found["workstation.env"][1]
+    assert found["workstation.kernelspec"][1].endswith("/.conda/envs/wa/bin/python")
+    assert "JupyterHub 5.9.9 is healthy" in found["workstation.hub-health"][1]
+
+
+def test_env_gone(ws: Workstation, hub: int) -> None:
+    prefix = ws.env_prefix("wa")
+    prefix.rename(prefix.with_name("gone"))
+    found = workstation_checks(ws, Profile(user="bbadger", remote_port=hub))
+    assert found["workstation.env"][0] is CheckStatus.FAIL
+    assert "does not exist" in found["workstation.env"][1] and "setup" in found["workstation.env"][2]
+
+
+def test_kernel_points_at_a_deleted_env(ws: Workstation, hub: int) -> None:
+    spec = ws.home / ".local/share/jupyter/kernels/wa/kernel.json"
+    data = json.loads(spec.read_text())
+    data["argv"][0] = str(ws.home / ".conda/envs/old/bin/python")
+    spec.write_text(json.dumps(data))
+    found = workstation_checks(ws, Profile(user="bbadger", remote_port=hub))
+    status, summary, hint = found["workstation.kernelspec"]
+    assert status is CheckStatus.FAIL and "no longer exists" in summary and "registers it again" in hint
+    assert found["workstation.env"][0] is found["workstation.ipykernel"][0] is CheckStatus.OK
+
+
+def test_kernel_points_into_another_live_env(ws: Workstation, hub: int) -> None:
+    assert ws.shell().run("conda create -y -n other python=3.11 ipykernel >/dev/null").ok
+    spec = ws.home / ".local/share/jupyter/kernels/wa/kernel.json"
+    data = json.loads(spec.read_text())
+    data["argv"][0] = str(ws.env_prefix("other") / "bin/python")
+    spec.write_text(json.dumps(data))
+    found = workstation_checks(ws, Profile(user="bbadger", remote_port=hub))
+    assert found["workstation.kernelspec"][0] is CheckStatus.FAIL
+    assert "not into env 'wa'" in found["workstation.kernelspec"][1]
+
+
+def test_no_conda_anywhere(ws: Workstation, hub: int) -> None:
+    ws.write_profile()  # conda no longer on PATH, no module command
+    found = workstation_checks(ws, Profile(user="bbadger", remote_port=hub))
+    status, summary, hint = found["workstation.conda"]
+    assert status is CheckStatus.FAIL and "conda not found" in summary and "lab admins" in hint
+
+
+def test_hub_not_listening_then_down_behind_its_proxy(ws: Workstation, hub: int) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    found = workstation_checks(ws, Profile(user="bbadger", remote_port=closed))
+    assert found["workstation.hub-port"][0] is CheckStatus.FAIL
+    assert "JupyterHub is not running" in found["workstation.hub-port"][1]
+    Hub.status = 503
+    found = workstation_checks(ws, Profile(user="bbadger", remote_port=hub))
+    assert found["workstation.hub-port"][0] is CheckStatus.OK
+    assert (
+        found["workstation.hub-health"][0] is CheckStatus.FAIL and "503" in found["workstation.hub-health"][1]
+    )
+
+
+def test_each_check_can_run_its_parts_alone(ws: Workstation, hub: int) -> None:
+    """What the benchmark's one-connection-per-check baseline runs."""
+    profile = Profile(user="bbadger", remote_port=hub)
+    for check_id, parts in facts.NEEDS.items():
+        result = ws.shell().run(facts.script(profile, parts))
+        assert result.ok, (check_id, result.stderr)
+        ctx = DoctorContext()
+        ctx.set_profile(profile)
+        ctx.once(
+            "workstation", lambda r=result: WorkstationRun(r, facts.WorkstationFacts(r.stdout, profile), True)
+        )
+        assert WS_CHECKS[check_id](ctx).status is CheckStatus.OK, check_id
+
+
+# ----------------------------------------------------------------------------- local layer
+
+
+def local_ctx(profile: Profile) -> DoctorContext:
+    ctx = DoctorContext(load_profile=lambda: profile)
+    ctx.set_profile(profile)
+    return ctx
+
+
+def test_key_permissions() -> None:
+    profile = Profile(user="bbadger")
+    ctx = local_ctx(profile)
+    assert checks_local.key(ctx).status is CheckStatus.FAIL  # no key yet
+    sshfiles.ensure_key()
+    outcome = checks_local.key(ctx)
+    assert outcome.status is CheckStatus.OK and "SHA256:" in outcome.summary
+    paths.key_file().chmod(0o644)
+    outcome = checks_local.key(ctx)
+    assert outcome.status is CheckStatus.FAIL and outcome.hint == f"chmod 600 {paths.key_file()}"
+
+
+def test_ssh_config_matches_the_profile_until_it_does_not() -> None:
+    profile = Profile(user="bbadger")
+    ctx = local_ctx(profile)
+    assert checks_local.ssh_config(ctx).status is CheckStatus.FAIL  # no file
+    sshfiles.write_config(profile)
+    assert checks_local.ssh_config(ctx).status is CheckStatus.OK
+    ctx.set_profile(
+        profile.updated(host="carproject-07.engr.wisc.edu")
+    )  # profile changed, config not rewritten
+    outcome = checks_local.ssh_config(ctx)
+    assert outcome.status is CheckStatus.FAIL
+    assert "hostname is 'carproject-06.engr.wisc.edu'" in outcome.summary and "setup" in outcome.hint
+
+
+def test_local_port_free_then_taken_by_another_program() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = local_ctx(Profile(user="bbadger", local_port=port))
+    assert checks_local.local_port(ctx).status is CheckStatus.OK
+    squatter = subprocess.Popen(
+        [sys.executable, "-c", f"import socket,time; s=socket.socket(); s.bind(('127.0.0.1',{port})); "
+         "s.listen(); print('up', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert squatter.stdout is not None and squatter.stdout.readline() == "up\n"
+        outcome = checks_local.local_port(ctx)
+    finally:
+        squatter.kill()
+        squatter.wait()
+    assert outcome.status is CheckStatus.FAIL
+    assert "another program: python" in outcome.summary and f"pid {squatter.pid}" in outcome.summary
+    assert "--local-port" in outcome.hint and f"kill {squatter.pid}" in outcome.hint
