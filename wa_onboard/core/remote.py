@@ -120,6 +120,24 @@ class MarkerParser:
     def stdout(self) -> str:
         return "\n".join(self.lines) + ("\n" if self.lines else "")
 
+    def result(self, code: int, *, expired: bool, stderr: str, started: float) -> RemoteResult:
+        """The run's result: the script's own exit code when its end marker came; -1 on timeout;
+        otherwise the connection failed (255), whichever way it ended (``code``: the process or
+        channel exit status, -1 when there was none)."""
+        if expired and self.exit_code is None:
+            exit_code = -1
+        elif self.exit_code is not None:
+            exit_code = self.exit_code
+        else:
+            exit_code = 255 if code in (0, 255, -1) else code
+        return RemoteResult(
+            exit_code=exit_code,
+            stdout=self.stdout,
+            stderr=stderr,
+            noise="\n".join(self.noise).strip(),
+            seconds=time.monotonic() - started,
+        )
+
 
 class SubprocessShell:
     """A RemoteShell over a local command that reaches the workstation (``ssh -F cfg host``)."""
@@ -171,19 +189,7 @@ class SubprocessShell:
                 proc.kill()
                 proc.wait()
         err_reader.join(timeout=5)
-        if expired.is_set() and parser.exit_code is None:
-            exit_code = -1
-        elif parser.exit_code is not None:
-            exit_code = parser.exit_code
-        else:
-            exit_code = 255 if code in (0, 255) else code
-        return RemoteResult(
-            exit_code=exit_code,
-            stdout=parser.stdout,
-            stderr="".join(err_chunks),
-            noise="\n".join(parser.noise).strip(),
-            seconds=time.monotonic() - started,
-        )
+        return parser.result(code, expired=expired.is_set(), stderr="".join(err_chunks), started=started)
 
 
 def _kill_group(proc: subprocess.Popen[str]) -> None:
