@@ -8,7 +8,6 @@ them from thread workers only, and they report back through callbacks or iterato
 
 from __future__ import annotations
 
-import importlib
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -102,29 +101,25 @@ class Backend(Protocol):
 
 
 def _core(module: str, what: str) -> ModuleType:
-    """A core module, or an honest error when this version does not have it yet."""
-    try:
-        return importlib.import_module(f"wa_onboard.core.{module}")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"wa_onboard.core.{module}":
-            raise
-        raise WaError(
-            f"{what} are not part of this version yet (wa_onboard.core.{module} is missing)",
-            "update wa-onboard, or use the command line: wa-onboard --help",
-        ) from None
+    """A core module, or an honest WaError when this version does not have it."""
+    from wa_onboard.core.onboarding import _core as core_module
+
+    return core_module(module, what)
 
 
 class RealBackend:
     """The core, wired for the app."""
 
     def setup_steps(self, name: str, profile: Profile) -> list[StepInfo]:
-        onboarding = _core("onboarding", "the setup steps")
+        from wa_onboard.core import onboarding
+
         return [StepInfo(step.id, step.title) for step in onboarding.build_plan(profile)]
 
     def run_setup(
         self, name: str, profile: Profile, prompter: Prompter, emit: EventSink, cancel: threading.Event
     ) -> SetupOutcome:
-        onboarding = _core("onboarding", "the setup steps")
+        from wa_onboard.core import onboarding
+
         steps = onboarding.build_plan(profile)
         ctx = StepContext(profile=profile, prompter=prompter, emit=emit, cancel=cancel)
         results = onboarding.run_setup(ctx, onboarding.SetupOptions(profile_name=name), steps)
