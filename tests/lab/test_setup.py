@@ -182,9 +182,10 @@ def test_broken_env_needs_repair_and_consent(
     import pexpect
 
     argv = setup_argv(lab, member, "--repair")
-    child = pexpect.spawn(argv[0] if False else lab.laptop_cmd(argv)[0], lab.laptop_cmd(argv)[1:],
-                          env={**os.environ, **laptop_env}, encoding="utf-8", timeout=300)  # fmt: skip
-    child.expect_exact("Type 'yes' to go ahead:")
+    cmd = lab.laptop_cmd(argv)
+    child = pexpect.spawn(cmd[0], cmd[1:], env={**os.environ, **laptop_env}, encoding="utf-8", timeout=300)
+    child.expect_exact("Delete and rebuild the env wa?")
+    child.expect_exact("Go ahead? [y/N]")
     assert str(prefix) in child.before
     child.sendline("yes")
     child.expect(pexpect.EOF)

@@ -15,7 +15,7 @@ from wa_onboard.core.engine import ConnectError, Failure
 from wa_onboard.core.prompts import Prompter, SecretQuestion
 from wa_onboard.core.remote import SubprocessShell
 
-FAKE_CONDA = r'''#!/usr/bin/env python3
+FAKE_CONDA = r"""#!/usr/bin/env python3
 import json, os, shutil, subprocess, sys, time
 root = os.environ["FAKE_CONDA_ROOT"]
 home = os.environ["HOME"]
@@ -97,7 +97,7 @@ elif args[:1] == ["install"]:
 else:
     print("CondaValueError: unsupported by the fake: %s" % " ".join(args), file=sys.stderr)
     sys.exit(1)
-'''
+"""
 
 
 @dataclass

@@ -56,39 +56,43 @@ def test_setup_without_a_user_is_exit_2(isolated_home: Path) -> None:
     assert r.returncode == 2 and "invalid user: is required" in r.stderr and "--user" in r.stderr
 
 
+def prompter(stdin: str, *, yes: bool = False) -> SetupPrompter:
+    return SetupPrompter(
+        password_stdin=True, assume_yes=yes, stdin=io.StringIO(stdin), interactive=False, out=io.StringIO()
+    )
+
+
 def test_password_stdin_is_read_once_and_used_for_both_hops() -> None:
-    stdin = io.StringIO("s3cret\nnot-this\n")
-    p = SetupPrompter(password_stdin=True, assume_yes=False, stdin=stdin)
+    p = prompter("s3cret\nnot-this\n")
     assert p.secret(SecretQuestion("u@jump's password:", "u@jump")) == "s3cret"
     assert p.secret(SecretQuestion("u@ws's password:", "u@ws")) == "s3cret"
-    assert stdin.read() == "not-this\n"  # one line, read once
+    assert p.stdin.read() == "not-this\n"  # one line, read once
     assert p.secret(SecretQuestion("u@ws's password:", "u@ws", attempt=2)) is None  # never retried
     assert p.secret(SecretQuestion("Verification code:", "u@jump", kind="otp")) is None
     assert not p.stdin_empty
 
 
 def test_empty_stdin_is_remembered_for_the_error() -> None:
-    p = SetupPrompter(password_stdin=True, assume_yes=True, stdin=io.StringIO(""))
+    p = prompter("", yes=True)
     assert p.secret(SecretQuestion("Password:", "u@jump")) is None and p.stdin_empty
 
 
 def test_password_is_not_read_until_wanted() -> None:
-    stdin = io.StringIO("pw\n")
-    p = SetupPrompter(password_stdin=True, assume_yes=True, stdin=stdin)
+    p = prompter("pw\n", yes=True)
     assert p.confirm(HostKeyQuestion("jump", "ED25519", "SHA256:x"))
-    assert stdin.tell() == 0 and not p.stdin_read
+    assert p.stdin.tell() == 0
 
 
 def test_yes_never_answers_a_destructive_question() -> None:
-    p = SetupPrompter(password_stdin=True, assume_yes=True, stdin=io.StringIO(""))
+    p = prompter("", yes=True)
     assert p.confirm(ConfirmQuestion("Add an Include line?"))
     assert not p.confirm(ConfirmQuestion("Delete and rebuild the env wa?", destructive=True))
 
 
 def test_without_yes_and_without_a_terminal_nothing_is_accepted() -> None:
-    p = SetupPrompter(password_stdin=True, assume_yes=False, stdin=io.StringIO(""))
+    p = prompter("")
     assert not p.confirm(HostKeyQuestion("jump", "ED25519", "SHA256:x"))
-    assert not p.confirm(ConfirmQuestion("Add an Include line?", default=False))
+    assert not p.confirm(ConfirmQuestion("Add an Include line?", default=True))
 
 
 def test_one_line_per_step_with_status_and_time() -> None:

@@ -7,12 +7,12 @@ every step is done (or already was) and verified.
 
 from __future__ import annotations
 
-import getpass
 import sys
 from typing import TYPE_CHECKING, TextIO
 
+from wa_onboard.commands.prompter_cli import CliPrompter
 from wa_onboard.core.plan import PlanEvent, StepContext, StepFinished, StepOutput, StepStarted, plan_succeeded
-from wa_onboard.core.prompts import ConfirmQuestion, HostKeyQuestion, SecretQuestion
+from wa_onboard.core.prompts import SecretQuestion
 from wa_onboard.core.results import StepResult, StepStatus
 
 if TYPE_CHECKING:
@@ -21,70 +21,27 @@ if TYPE_CHECKING:
 _MARK = {StepStatus.DONE: "done", StepStatus.SKIPPED: "ok", StepStatus.FAILED: "FAILED"}
 
 
-class SetupPrompter:
-    """Answers the core's questions for plain mode.
+class SetupPrompter(CliPrompter):
+    """The command line's prompter, plus two things setup needs.
 
-    The campus password is asked (or read from stdin) once and reused for the second hop, kept only
-    in memory. ``--password-stdin`` reads one line, only when a password is actually wanted. ``--yes``
-    accepts new host keys and the ~/.ssh/config Include, never a destructive question.
+    The campus password is asked (or read from stdin) once and offered, in memory only, to the
+    other hop's first password question (the paramiko engine asks each hop). And it remembers
+    when ``--password-stdin`` had no password to give, so the failure can say so.
     """
 
-    def __init__(self, *, password_stdin: bool, assume_yes: bool, stdin: TextIO | None = None) -> None:
-        self.password_stdin = password_stdin
-        self.assume_yes = assume_yes
-        self.stdin = stdin or sys.stdin
-        self.password: str | None = None
-        self.stdin_read = False
-        self.stdin_empty = False
-        """--password-stdin was given, a password was wanted, and stdin had nothing."""
-
-    @property
-    def interactive(self) -> bool:
-        return not self.password_stdin and self.stdin.isatty()
+    _password: str | None = None
+    stdin_empty = False
 
     def secret(self, question: SecretQuestion) -> str | None:
+        if question.kind == "password" and question.attempt == 1 and self._password is not None:
+            return self._password
+        answer = super().secret(question)
         if question.kind == "password":
-            if question.attempt == 1 and self.password is not None:
-                return self.password
-            if self.password_stdin:
-                return self._from_stdin() if question.attempt == 1 else None
-        if not self.interactive:
-            return None
-        text = question.prompt if question.kind != "password" else f"Campus password for {question.hop}: "
-        if question.attempt > 1:
-            sys.stderr.write("That was not accepted; try again.\n")
-        answer = getpass.getpass(text if text.endswith(" ") else text + " ")
-        if question.kind == "password":
-            self.password = answer
+            if answer is not None:
+                self._password = answer
+            elif self.password_stdin and self._password is None:
+                self.stdin_empty = True
         return answer
-
-    def _from_stdin(self) -> str | None:
-        if not self.stdin_read:
-            self.stdin_read = True
-            line = self.stdin.readline().rstrip("\r\n")
-            self.password = line or None
-            self.stdin_empty = not line
-        return self.password
-
-    def confirm(self, question: HostKeyQuestion | ConfirmQuestion) -> bool:
-        destructive = isinstance(question, ConfirmQuestion) and question.destructive
-        if self.assume_yes and not destructive:
-            return True
-        if not self.interactive:
-            return False if destructive or isinstance(question, HostKeyQuestion) else question.default
-        if isinstance(question, HostKeyQuestion):
-            sys.stderr.write(
-                f"First connection to {question.host}.\n  {question.key_type} key fingerprint: "
-                f"{question.fingerprint}\n"
-            )
-            return input("Trust this host? [yes/no] ").strip().lower() in ("y", "yes")
-        if question.detail:
-            sys.stderr.write(question.detail + "\n")
-        if destructive:
-            return input(f"{question.title} Type 'yes' to go ahead: ").strip().lower() == "yes"
-        default = "Y/n" if question.default else "y/N"
-        answer = input(f"{question.title} [{default}] ").strip().lower()
-        return question.default if not answer else answer in ("y", "yes")
 
 
 class LinePrinter:

@@ -622,21 +622,9 @@ def default_tunnel_up(profile: Profile, profile_name: str) -> str | None:
 
 
 def default_start_tunnel(profile: Profile, profile_name: str) -> str:
-    """Start the background supervisor as ``connect --detach`` does, and wait until it is up or gave up."""
-    supervisor = _core("supervisor", "the tunnel supervisor")
-    proc = supervisor.spawn_detached(profile, profile_name, explicit_port=False)
-    record = supervisor.wait_detached(proc, profile_name)
-    if record is None:
-        raise ConnectError(
-            Failure.OTHER, "the background tunnel did not start", "run wa-onboard connect --no-tui to see why"
-        )
-    if record.state != "connected":
-        raise ConnectError(
-            Failure(record.failure) if record.failure else Failure.OTHER,
-            record.message or "the background tunnel did not come up",
-            record.hint or "run wa-onboard connect --no-tui to see why",
-        )
-    return f"tunnel up at {record.url} (background pid {record.pid})"
+    """Start the background supervisor exactly as ``connect --detach`` does."""
+    summary: str = _core("supervisor", "the tunnel supervisor").start_detached(profile, profile_name)
+    return summary
 
 
 class StartTunnel(Step):
