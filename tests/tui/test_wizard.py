@@ -285,3 +285,30 @@ def test_incomplete_profile_opens_the_wizard_complete_one_the_dashboard(tmp_path
     assert asyncio.run(first(None)) == "WelcomeScreen"
     assert asyncio.run(first(Profile())) == "WelcomeScreen"
     assert asyncio.run(first(Profile(user="bbadger"))) == "DashboardScreen"
+
+
+def test_the_mouse_works_too(tmp_path: Path) -> None:
+    fake = FakeBackend(steps=plain_steps())
+
+    async def scenario() -> None:
+        app = make_app(fake, ProfileStore(tmp_path / "c.toml"))
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: screen_name(app) == "WelcomeScreen", "welcome")
+            await pilot.click("#start")
+            await wait_for(pilot, lambda: screen_name(app) == "ProfileScreen", "the form")
+            await pilot.click("#in-user")
+            await pilot.press(*"bbadger")
+            await pilot.click("#advanced CollapsibleTitle")
+            await wait_for(
+                pilot, lambda: not app.screen.query_one("#advanced", Collapsible).collapsed, "advanced"
+            )
+            await pilot.click("#advanced CollapsibleTitle")  # and closed again: Continue is in view
+            await wait_for(pilot, lambda: app.screen.query_one("#advanced", Collapsible).collapsed, "closed")
+            await pilot.pause()
+            await pilot.click("#submit")
+            await wait_for(pilot, lambda: screen_name(app) == "DoneScreen", "done")
+            await pilot.click("#dashboard")
+            await wait_for(pilot, lambda: screen_name(app) == "DashboardScreen", "dashboard")
+
+    asyncio.run(scenario())
+    assert fake.setup_runs == 1

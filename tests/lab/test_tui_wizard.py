@@ -1,0 +1,153 @@
+"""The app on a real terminal in the lab: ``wa-onboard`` in tmux inside the laptop namespace, the wizard
+driven with keystrokes to the done screen, against the real core (OpenSSH engine, sshd/PAM, lmod, the
+conda stand-in, JupyterHub). Then the dashboard, and quitting with the tunnel stopped.
+
+Run (root, provisioned lab):  flock /tmp/wa-lab.lock python3 -m pytest tests/lab/test_tui_wizard.py -x -q
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from lab import Lab, Member
+
+from wa_onboard.core.profile import Profile, ProfileStore
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Pane:
+    """One tmux pane on a private server (its own socket), 80x24, running argv."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+        self.socket = f"wa-tui-{os.getpid()}"
+        exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+        command = f"cd {shlex.quote(str(ROOT))} && env {exports} {shlex.join(argv)}; echo EXIT=$?; sleep 600"
+        self._tmux("new-session", "-d", "-x", "80", "-y", "24", "-s", "wa", command)
+
+    def _tmux(self, *args: str) -> str:
+        return subprocess.run(
+            ["tmux", "-L", self.socket, *args], capture_output=True, text=True, check=True, timeout=30
+        ).stdout
+
+    def screen(self) -> str:
+        return self._tmux("capture-pane", "-p", "-t", "wa")
+
+    def keys(self, *keys: str, literal: bool = False) -> None:
+        self._tmux("send-keys", "-t", "wa", *(["-l"] if literal else []), *keys)
+
+    def wait_for(self, *texts: str, timeout: float = 60) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            shown = self.screen()
+            for text in texts:
+                if text in shown:
+                    return text
+            time.sleep(0.3)
+        raise AssertionError(f"none of {texts} on screen after {timeout}s:\n{self.screen()}")
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=30)
+
+
+PaneFactory = Callable[[list[str], dict[str, str]], Pane]
+
+
+@pytest.fixture
+def pane_factory(lab: Lab, laptop_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[PaneFactory]:
+    panes: list[Pane] = []
+
+    def make(argv: list[str], env: dict[str, str]) -> Pane:
+        pane = Pane(argv, env)
+        panes.append(pane)
+        return pane
+
+    yield make
+    for pane in panes:
+        pane.close()
+    monkeypatch.setenv("HOME", str(laptop_home))
+    from wa_onboard.core import supervisor
+
+    supervisor.stop_supervisor("default")
+
+
+def test_wizard_on_a_real_terminal_to_the_done_screen(
+    lab: Lab, member: Member, laptop_home: Path, pane_factory: PaneFactory
+) -> None:
+    # The lab's hosts instead of campus: stored once, as `setup --host ...` would; no user yet, so the
+    # app opens the wizard and the member types only their username.
+    config = laptop_home / ".config" / "wa-onboard" / "config.toml"
+    lab_profile = Profile(
+        jump=lab.jump_host, host=lab.ws_host, remote_port=lab.hub_port, base_url=lab.base_url
+    )
+    ProfileStore(config).save(lab_profile)
+    env = {
+        "HOME": str(laptop_home),
+        "BROWSER": "true",
+        "TERM": "xterm-256color",
+        "WA_ONBOARD_CONFIG": str(config),
+    }
+    pane = pane_factory(lab.laptop_cmd([sys.executable, "-m", "wa_onboard"]), env)
+
+    pane.wait_for("Welcome!", timeout=30)
+    pane.keys("Enter")
+    pane.wait_for("CAE username")
+    for _ in range(5):  # keys sent before the form has focused its first field are lost: type again
+        pane.keys(member.name, literal=True)
+        try:
+            pane.wait_for(member.name, timeout=3)
+            break
+        except AssertionError:
+            continue
+    pane.keys("Enter")
+    answered: list[str] = []
+    while True:
+        seen = pane.wait_for(
+            "New host", "Campus password", "Verification code", "Your consent", "You're set up.", "Failed:",
+            "Setup could not run", timeout=600,
+        )  # fmt: skip
+        if seen in ("Failed:", "Setup could not run"):
+            raise AssertionError(f"setup failed in the app:\n{pane.screen()}")
+        if seen == "You're set up.":
+            break
+        answered.append(seen)
+        if seen == "New host":
+            pane.keys("t")
+        elif seen == "Campus password":
+            pane.keys(member.password, literal=True)
+            pane.keys("Enter")
+        elif seen == "Verification code":
+            pane.keys(member.totp_code(), literal=True)
+            pane.keys("Enter")
+        else:
+            pane.keys("y")
+        time.sleep(0.5)  # the dialog closes before the next question can open
+
+    done = pane.screen()
+    assert "wa-onboard connect" in done and f"http://localhost:{lab_profile.local_port}" in done
+    assert "Campus password" in answered
+    stored = ProfileStore(config).load()
+    assert stored is not None and stored.user == member.name and stored.host == lab.ws_host
+
+    # the kernel is there for the member's JupyterLab
+    specs = lab.hub_login_kernelspecs(member)
+    assert any(s["spec"]["display_name"] == "WA" for s in specs["kernelspecs"].values()), specs
+
+    # the dashboard shows the background tunnel; quitting asks, and "stop" stops it
+    pane.keys("Enter")
+    pane.wait_for("connected", timeout=60)
+    pane.keys("q")
+    pane.wait_for("Keep running")
+    pane.keys("s")
+    pane.wait_for("EXIT=0", timeout=60)
+
+    for path in laptop_home.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            assert member.password.encode() not in path.read_bytes(), path
