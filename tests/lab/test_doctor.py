@@ -107,6 +107,7 @@ def test_healthy_member_is_all_ok(lab: Lab, onboarded: Onboarded) -> None:
     assert "the tunnel's connection is live" in str(checks["ssh.workstation"]["summary"])
     assert "websocket upgrade reaches JupyterHub" in str(checks["tunnel.websocket"]["summary"])
     print(f"\nhealthy doctor run (whole CLI process, in the laptop namespace): {seconds:.2f} s")
+    print(f"tunnel.websocket: {checks['tunnel.websocket']['summary']}")
 
 
 def test_hub_stopped(lab: Lab, onboarded: Onboarded) -> None:

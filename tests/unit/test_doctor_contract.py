@@ -116,3 +116,12 @@ def test_to_json_is_the_documented_shape() -> None:
         ],
     }
     assert tuple(data) == doctor_cmd.JSON_KEYS and tuple(data["checks"][0]) == doctor_cmd.CHECK_KEYS
+
+
+def test_tui_entry_points_stream_every_check_and_report_on_them() -> None:
+    from wa_onboard.core.profile import Profile
+
+    results = list(doctor.iter_checks(Profile(), name="default"))
+    assert sorted(r.id for r in results) == sorted(c.id for c in doctor.REGISTRY.checks)
+    text = doctor.render_report(Profile(), results, name="default")
+    assert "== versions" in text and "OpenSSH" in text and "[fail] local.profile" in text

@@ -23,20 +23,26 @@ class TcpAnswer:
     """The first line the server sent (``SSH-2.0-OpenSSH_9.2p1 ...``), or "" when it sent none."""
 
 
+def _read_until(sock: socket.socket, end: bytes, limit: int, tolerate: type[OSError]) -> bytes:
+    """What the peer sends until ``end`` (or EOF, or ``limit`` bytes); ``tolerate`` ends it quietly."""
+    data = b""
+    try:
+        while end not in data and len(data) < limit:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    except tolerate:
+        pass
+    return data
+
+
 def tcp_banner(host: str, port: int, timeout: float) -> TcpAnswer:
     """Connect and read the server's first line; raises OSError (refused, unreachable, timeout)."""
     with socket.create_connection((host, port), timeout=timeout) as sock:
         address = sock.getpeername()[0]
-        sock.settimeout(timeout)
-        data = b""
-        try:
-            while b"\n" not in data and len(data) < 1024:
-                chunk = sock.recv(256)
-                if not chunk:
-                    break
-                data += chunk
-        except OSError:
-            pass  # connected, but no banner: the banner check says so
+        # connected, but no banner in time (or a reset): the banner check says so
+        data = _read_until(sock, b"\n", 1024, OSError)
     first = data.split(b"\n", 1)[0].decode("latin-1").strip()
     return TcpAnswer(str(address), first)
 
@@ -68,15 +74,7 @@ def websocket_handshake(port: int, path: str, timeout: float = 5.0) -> Websocket
     ).encode()
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(request)
-        data = b""
-        try:
-            while b"\r\n\r\n" not in data and len(data) < 65536:
-                chunk = sock.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
-        except ConnectionResetError:
-            pass
+        data = _read_until(sock, b"\r\n\r\n", 65536, ConnectionResetError)
         answer = HttpAnswer.parse(data.decode("utf-8", "replace"))
         if answer is None:
             raise NoAnswer("the upgrade request was closed without an HTTP answer")
