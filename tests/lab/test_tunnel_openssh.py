@@ -222,35 +222,32 @@ def test_key_login_connect_status_disconnect(
     assert laptop_get(lab, PORT) == 0
 
 
-def test_jump_host_down(
-    lab: Lab, member: Member, laptop_home: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("host", "says"),
+    [
+        ("jump", "cannot reach the jump host {jump}: Connection refused"),
+        ("ws", "cannot reach the workstation {ws}"),
+    ],
+)
+def test_a_host_down_is_named(
+    lab: Lab,
+    member: Member,
+    laptop_home: Path,
+    cli: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    host: str,
+    says: str,
 ) -> None:
     authorize_key(laptop_home, member, monkeypatch)
-    assert connect(cli, lab, member).returncode == 0
+    assert connect(cli, lab, member).returncode == 0  # first contact: host keys trusted (--yes)
     cli("disconnect")
-    lab.stop_sshd("jump")
+    lab.stop_sshd(host)
     try:
         r = connect(cli, lab, member)
     finally:
-        lab.start_sshd("jump")
+        lab.start_sshd(host)
     assert r.returncode == 1
-    assert f"cannot reach the jump host {lab.jump_host}" in r.stderr and "Connection refused" in r.stderr
-    assert our_processes(lab, laptop_home) == []
-
-
-def test_workstation_sshd_down(
-    lab: Lab, member: Member, laptop_home: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    authorize_key(laptop_home, member, monkeypatch)
-    assert connect(cli, lab, member).returncode == 0
-    cli("disconnect")
-    lab.stop_sshd("ws")
-    try:
-        r = connect(cli, lab, member)
-    finally:
-        lab.start_sshd("ws")
-    assert r.returncode == 1
-    assert f"cannot reach the workstation {lab.ws_host}" in r.stderr, r.stderr
+    assert says.format(jump=lab.jump_host, ws=lab.ws_host) in r.stderr, r.stderr
     assert our_processes(lab, laptop_home) == []
 
 

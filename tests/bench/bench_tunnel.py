@@ -1,0 +1,267 @@
+"""Our OpenSSH tunnel vs plain ``ssh -N -L`` with ProxyJump, in the lab, alternating, in one run.
+
+Run as root with the lab provisioned:  python3 tests/bench/bench_tunnel.py [--rounds 3] [--mb 200]
+Prints bulk throughput, 1-byte round trip, connect-to-healthy (cold, and with a live control master)
+and recovery after a 10 s link cut, with ratios (ours / plain).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "lab"))
+
+from lab import Lab  # noqa: E402
+
+SINK_PORT, ECHO_PORT = 9100, 9101
+SERVER = r"""
+import socket, threading, sys
+def bulk(c):
+    n = int(c.recv(32)); chunk = b"x" * 65536
+    while n > 0:
+        c.sendall(chunk[:min(n, 65536)]); n -= 65536
+    c.close()
+def echo(c):
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    while (d := c.recv(1)):
+        c.sendall(d)
+def serve(port, fn):
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", port)); s.listen()
+    while True:
+        c, _ = s.accept(); threading.Thread(target=fn, args=(c,), daemon=True).start()
+threading.Thread(target=serve, args=(SINK_PORT, bulk), daemon=True).start()
+serve(ECHO_PORT, echo)
+""".replace("SINK_PORT", str(SINK_PORT)).replace("ECHO_PORT", str(ECHO_PORT))
+
+CLIENT = r"""
+import socket, sys, time, json
+mode, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+s = socket.create_connection(("127.0.0.1", port)); s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+if mode == "bulk":
+    t = time.perf_counter(); s.sendall(str(n).encode().ljust(32)); got = 0
+    while (d := s.recv(1 << 20)):
+        got += len(d)
+    print(json.dumps({"mbps": got * 8 / 1e6 / (time.perf_counter() - t)}))
+else:
+    times = []
+    for _ in range(n):
+        t = time.perf_counter(); s.sendall(b"x"); s.recv(1); times.append(time.perf_counter() - t)
+    times.sort(); print(json.dumps({"rtt_ms": times[len(times) // 2] * 1000}))
+"""
+
+HEALTH = r"""
+import sys, time, urllib.request
+o = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+deadline = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < deadline:
+    try:
+        if o.open(sys.argv[1], timeout=2).status == 200: sys.exit(0)
+    except Exception: time.sleep(0.05)
+sys.exit(1)
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--mb", type=int, default=200)
+    opts = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="wa-bench-"))
+    home = work / "home"
+    home.mkdir(mode=0o700)
+    env = {
+        "HOME": str(home),
+        "XDG_STATE_HOME": str(home / ".state"),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+    }
+    (work / "client.py").write_text(CLIENT)
+    (work / "health.py").write_text(HEALTH)
+    (work / "server.py").write_text(SERVER)
+    work.chmod(0o755)  # the data server runs as the member on the workstation
+    with Lab() as lab:
+        m = lab.new_member()
+        os.environ["HOME"] = str(home)
+        from wa_onboard.core import sshfiles
+        from wa_onboard.core.engine_openssh import our_ssh_processes
+
+        sshfiles.ensure_key()
+        auth = m.home / ".ssh"
+        auth.mkdir(mode=0o700, exist_ok=True)
+        (auth / "authorized_keys").write_text(sshfiles.public_key_text() + "\n")
+        for p in (auth, auth / "authorized_keys"):
+            os.chown(p, m.uid, m.home.stat().st_gid)
+        server = subprocess.Popen(lab.host_cmd("ws", ["/usr/bin/python3", str(work / "server.py")], m))
+        time.sleep(1)
+        wa = [sys.executable, "-m", "wa_onboard"]
+        flags = [
+            "--user",
+            m.name,
+            "--jump",
+            lab.jump_host,
+            "--host",
+            lab.ws_host,
+            "--no-browser",
+            "--remote-port",
+            str(lab.hub_port),
+            "--local-port",
+            "18000",
+        ]
+
+        def run(argv: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+            return lab.laptop_run(argv, env=env, timeout=120, **kw)  # type: ignore[arg-type]
+
+        def timed(argv: list[str]) -> float:
+            t = time.perf_counter()
+            r = run(argv)
+            assert r.returncode == 0, r.stdout + r.stderr
+            return time.perf_counter() - t
+
+        def health(port: int) -> list[str]:
+            return [
+                sys.executable,
+                str(work / "health.py"),
+                f"http://127.0.0.1:{port}/jupyter/hub/health",
+                "30",
+            ]
+
+        # plain ssh: same key and known_hosts, no sharing
+        plain_cfg = work / "plain_config"
+        kh = sshfiles.known_hosts_path()
+        plain_cfg.write_text(
+            f"Host *\n  IdentityFile {sshfiles.paths.key_file()}\n  IdentitiesOnly yes\n"
+            f"  UserKnownHostsFile {kh}\n  StrictHostKeyChecking accept-new\n  BatchMode yes\n"
+        )
+        jump = f"{m.name}@{lab.jump_host}"
+        plain_fwd = [
+            "-L",
+            f"127.0.0.1:19000:localhost:{lab.hub_port}",
+            "-L",
+            f"127.0.0.1:19100:localhost:{SINK_PORT}",
+            "-L",
+            f"127.0.0.1:19101:localhost:{ECHO_PORT}",
+        ]
+
+        def plain_up() -> float:
+            t = time.perf_counter()
+            ssh = lab.laptop_popen(
+                [
+                    "ssh",
+                    "-F",
+                    str(plain_cfg),
+                    "-fN",
+                    "-o",
+                    "ExitOnForwardFailure=yes",
+                    "-J",
+                    jump,
+                    *plain_fwd,
+                    f"{m.name}@{lab.ws_host}",
+                ],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            assert ssh.wait(60) == 0
+            assert run(health(19000)).returncode == 0
+            return time.perf_counter() - t
+
+        def plain_down() -> None:
+            for pid in our_ssh_processes(str(plain_cfg), (jump, f"{m.name}@{lab.ws_host}")):
+                os.kill(pid, 15)  # by pid: only the ssh processes started with this benchmark's own config
+            time.sleep(0.3)
+
+        results: dict[str, dict[str, list[float]]] = {"ours": {}, "plain": {}}
+
+        def add(who: str, key: str, value: float) -> None:
+            results[who].setdefault(key, []).append(value)
+
+        assert run([*wa, "connect", "--detach", "--yes", *flags]).returncode == 0
+        # extra forwards on our masters for the data tests
+        for local, remote in ((18100, SINK_PORT), (18101, ECHO_PORT)):
+            r = run(
+                [
+                    "ssh",
+                    "-F",
+                    str(sshfiles.config_path()),
+                    "-O",
+                    "forward",
+                    "-L",
+                    f"127.0.0.1:{local}:localhost:{remote}",
+                    "wa-ws",
+                ]
+            )
+            assert r.returncode == 0, r.stderr
+        plain_up()
+        for _ in range(opts.rounds):
+            for who, sink, echo in (("ours", 18100, 18101), ("plain", 19100, 19101)):
+                out = run(
+                    [sys.executable, str(work / "client.py"), "bulk", str(sink), str(opts.mb * 1_000_000)]
+                )
+                assert out.returncode == 0, out.stderr
+                add(who, "throughput Mbit/s", json.loads(out.stdout)["mbps"])
+                out = run([sys.executable, str(work / "client.py"), "rtt", str(echo), "500"])
+                add(who, "round trip ms", json.loads(out.stdout)["rtt_ms"])
+        plain_down()
+        run([*wa, "disconnect"])
+        for _ in range(opts.rounds):
+            add("ours", "connect cold s", timed([*wa, "connect", "--detach", *flags]))
+            run([*wa, "disconnect"])
+            add("plain", "connect cold s", plain_up())
+            plain_down()
+        # a live master (from a member's `ssh wa-ws` through the Include, or setup): connect rides it
+        for _ in range(opts.rounds):
+            master = lab.laptop_popen(
+                [
+                    "ssh",
+                    "-F",
+                    str(sshfiles.config_path()),
+                    "-N",
+                    "-o",
+                    "ControlMaster=yes",
+                    "-o",
+                    "ControlPersist=no",
+                    "wa-ws",
+                ],
+                env=env,
+            )
+            time.sleep(1.5)
+            add("ours", "connect with live master s", timed([*wa, "connect", "--detach", *flags]))
+            run([*wa, "disconnect"])
+            master.kill()
+        # recovery after a 10 s cut of the laptop-jump link
+        for who in ("ours", "plain"):
+            for _ in range(max(1, opts.rounds // 2)):
+                if who == "ours":
+                    assert run([*wa, "connect", "--detach", *flags]).returncode == 0
+                    port = 18000
+                else:
+                    plain_up()
+                    port = 19000
+                lab.link_down("laptop-jump")
+                time.sleep(10)
+                lab.link_up("laptop-jump")
+                t = time.perf_counter()
+                ok = run([*health(port)[:-1], "120"]).returncode == 0
+                add(who, "recovery after 10 s cut s", time.perf_counter() - t if ok else float("inf"))
+                run([*wa, "disconnect"]) if who == "ours" else plain_down()
+        server.kill()
+
+    print(f"{'metric':32} {'ours':>10} {'plain':>10} {'ratio':>7}")
+    for key in results["ours"]:
+        ours = statistics.median(results["ours"][key])
+        plain = statistics.median(results["plain"][key]) if key in results["plain"] else float("nan")
+        print(f"{key:32} {ours:10.3f} {plain:10.3f} {ours / plain if plain == plain else float('nan'):7.2f}")
+
+
+if __name__ == "__main__":
+    main()
