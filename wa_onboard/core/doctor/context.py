@@ -24,6 +24,9 @@ T = TypeVar("T")
 
 #: a remote script that includes `bash -l` startup and conda gets this long
 FACTS_TIMEOUT = 45.0
+#: over a live master the facts take well under a second; longer means the master's path is dead
+#: (not noticed yet by its keep-alives), and the fresh login answers instead
+MASTER_TIMEOUT = 15.0
 
 
 @dataclass(frozen=True)
@@ -124,7 +127,7 @@ class DoctorContext:
         """Run the facts script: over the live master (``fresh=False``) or a new login."""
         argv = sshcmd.ssh_argv(self.profile_name, "ws", fresh=fresh)
         shell = SubprocessShell(argv, env=sshcmd.quiet_env())
-        result = shell.run(facts_mod.script(self.profile), timeout=FACTS_TIMEOUT)
+        result = shell.run(facts_mod.script(self.profile), timeout=FACTS_TIMEOUT if fresh else MASTER_TIMEOUT)
         return WorkstationRun(result, facts_mod.WorkstationFacts(result.stdout, self.profile), fresh)
 
     def master_alive(self) -> bool:
