@@ -6,6 +6,7 @@ Run (root, provisioned lab):  flock /tmp/wa-lab.lock python3 -m pytest tests/lab
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -93,17 +94,18 @@ def key_lines(member: Member, laptop_home: Path) -> int:
     return (member.home / ".ssh/authorized_keys").read_text().splitlines().count(key)
 
 
+@pytest.mark.parametrize("engine", ["openssh", "paramiko"])
 def test_fresh_setup_then_a_rerun_that_changes_nothing(
-    lab: Lab, member: Member, laptop_home: Path, laptop_env: dict[str, str], setup: Setup
+    lab: Lab, member: Member, laptop_home: Path, laptop_env: dict[str, str], setup: Setup, engine: str
 ) -> None:
     started = time.monotonic()
-    r = setup(member, stdin=member.password + "\n")
+    r = setup(member, "--engine", engine, stdin=member.password + "\n")
     wall = time.monotonic() - started
     assert r.returncode == 0, r.stdout + r.stderr
     done = steps(r.stdout)
     assert len(done) == 11 and all(status in ("done", "ok") for status, _, _ in done.values()), r.stdout
     conda_seconds = done["Create your conda env"][1]
-    print(f"\nfresh setup: {wall:.1f} s wall, of which conda create {conda_seconds:.1f} s")
+    print(f"\nfresh setup ({engine}): {wall:.1f} s wall, of which the conda env step {conda_seconds:.1f} s")
     assert "tunnel up at http://localhost:8000/jupyter/" in done["Start the tunnel and check the hub"][2]
     assert "wa-onboard status" in r.stdout and "wa-onboard disconnect" in r.stdout
 
@@ -133,6 +135,27 @@ def test_fresh_setup_then_a_rerun_that_changes_nothing(
     state = "from wa_onboard.core import supervisor; print(supervisor.verify_status('default').state.value)"
     status = lab.laptop_run([sys.executable, "-c", state], env=laptop_env)
     assert status.stdout.strip() == "connected", status
+
+
+def test_mfa_member_types_the_password_once_and_a_code(
+    lab: Lab, mfa_member: Member, laptop_env: dict[str, str], setup: Setup
+) -> None:
+    import pexpect
+
+    cmd = lab.laptop_cmd(setup_argv(lab, mfa_member, "--yes"))
+    child = pexpect.spawn(cmd[0], cmd[1:], env={**os.environ, **laptop_env}, encoding="utf-8", timeout=300)
+    child.logfile_read = log = io.StringIO()
+    child.expect(r"\] [^\n]*[Pp]assword: ?")
+    child.sendline(mfa_member.password)
+    child.expect_exact("Verification code:")
+    child.sendline(mfa_member.totp_code())
+    child.expect(pexpect.EOF)
+    child.close()
+    transcript = log.getvalue()
+    assert child.exitstatus == 0, transcript
+    assert transcript.count("assword:") == 1  # asked once: the workstation got the same password
+    assert mfa_member.password not in transcript  # typed without echo
+    assert len(steps(transcript)) == 11
 
 
 def test_no_conda_module_at_all(lab: Lab, member: Member, setup: Setup) -> None:
