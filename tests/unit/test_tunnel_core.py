@@ -518,3 +518,15 @@ def test_status_json_when_nothing_runs(isolated_home: Path, capsys: pytest.Captu
     for key in ("profile", "connected", "url", "local_port", "pid", "since", "reconnects", "hub_version"):
         assert key in data
     assert data["connected"] is False and data["state"] == TunnelState.DOWN.value
+
+
+def test_port_holder_survives_fds_closing_during_the_scan() -> None:
+    """The scanning process itself has short-lived fds (the /proc listing); it must still find itself."""
+    import os
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        holder = tunnelstate.port_holder(listener.getsockname()[1])
+    assert holder is not None and holder.pid == os.getpid()

@@ -281,6 +281,21 @@ def _listening_inodes(port: int) -> set[str]:
     return inodes
 
 
+def _fd_links(proc_dir: Path) -> set[str]:
+    """What a process's fds point at; fds that close while we look are passed over, not fatal."""
+    links: set[str] = set()
+    try:
+        fds = list((proc_dir / "fd").iterdir())
+    except OSError:
+        return links
+    for fd in fds:
+        try:
+            links.add(str(fd.readlink()))
+        except OSError:
+            continue
+    return links
+
+
 def _holder_from_proc(port: int) -> PortHolder | None:
     inodes = _listening_inodes(port)
     if not inodes:
@@ -289,11 +304,7 @@ def _holder_from_proc(port: int) -> PortHolder | None:
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
-        try:
-            links = {str(fd.readlink()) for fd in (entry / "fd").iterdir()}
-        except OSError:
-            continue
-        if links & wanted:
+        if _fd_links(entry) & wanted:
             try:
                 name = (entry / "comm").read_text().strip()
             except OSError:
