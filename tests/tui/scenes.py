@@ -115,9 +115,9 @@ def _held_env_backend() -> FakeBackend:
 
 async def _steps_running(pilot: Pilot[int]) -> None:
     await through_form(pilot)
+    await answer_confirm(pilot)
     await answer_host_key(pilot)
     await answer_password(pilot)
-    await answer_confirm(pilot)
     await wait_for(pilot, lambda: row_status(pilot.app, "env") is StepStatus.RUNNING, "the env step")
     await wait_for(pilot, lambda: not pilot.app.screen.query_one("#progress").has_class("hidden"), "progress")
     await pilot.pause()
@@ -125,11 +125,13 @@ async def _steps_running(pilot: Pilot[int]) -> None:
 
 async def _host_key(pilot: Pilot[int]) -> None:
     await through_form(pilot)
+    await answer_confirm(pilot)
     await wait_for(pilot, lambda: screen_name(pilot.app) == "HostKeyModal", "the host-key question")
 
 
 async def _password(pilot: Pilot[int]) -> None:
     await through_form(pilot)
+    await answer_confirm(pilot)
     await answer_host_key(pilot)
     await wait_for(pilot, lambda: screen_name(pilot.app) == "SecretModal", "the password question")
     await pilot.press(*"hunter2")
@@ -147,22 +149,21 @@ def _mfa_backend() -> FakeBackend:
 
 async def _mfa(pilot: Pilot[int]) -> None:
     await through_form(pilot)
+    await answer_confirm(pilot)
     await wait_for(pilot, lambda: screen_name(pilot.app) == "SecretModal", "the MFA question")
     await pilot.press(*"123456")
 
 
 async def _include_consent(pilot: Pilot[int]) -> None:
     await through_form(pilot)
-    await answer_host_key(pilot)
-    await answer_password(pilot)
     await wait_for(pilot, lambda: screen_name(pilot.app) == "ConfirmModal", "the ~/.ssh/config question")
 
 
 async def _done(pilot: Pilot[int]) -> None:
     await through_form(pilot)
+    await answer_confirm(pilot)
     await answer_host_key(pilot)
     await answer_password(pilot)
-    await answer_confirm(pilot)
     await wait_for(pilot, lambda: screen_name(pilot.app) == "DoneScreen", "the done screen")
 
 

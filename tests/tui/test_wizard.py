@@ -41,9 +41,9 @@ def test_first_run_goes_from_welcome_to_done_and_saves_the_profile(tmp_path: Pat
         async with app.run_test(size=(80, 24)) as pilot:
             await through_form(pilot, "bbadger")
             assert any(type(s).__name__ == "RunScreen" for s in app.screen_stack)
+            await answer_confirm(pilot, "y")
             await answer_host_key(pilot)
             await answer_password(pilot, "s3cret-pw")
-            await answer_confirm(pilot, "y")
             await wait_for(pilot, lambda: screen_name(app) == "DoneScreen", "the done screen")
             screen = app.screen
             assert "http://localhost:8000/jupyter/" in str(screen.query_one("#done-url").render())
@@ -54,7 +54,7 @@ def test_first_run_goes_from_welcome_to_done_and_saves_the_profile(tmp_path: Pat
 
     asyncio.run(scenario())
     login = next(s for s in fake.steps if s.id == "login")
-    config = next(s for s in fake.steps if s.id == "ssh-config")
+    config = next(s for s in fake.steps if s.id == "key")
     assert login.answers == [True, "s3cret-pw"]  # the host key trusted, the typed password passed on
     assert config.answers == [True]
     assert fake.setup_runs == 1
@@ -83,7 +83,8 @@ def test_every_step_is_listed_and_ends_done_with_its_time(tmp_path: Path) -> Non
             await wait_for(pilot, lambda: row_status(app, "browser") is StepStatus.RUNNING, "the last step")
             statuses = {step.id: row_status(app, step.id) for step in fake.steps}
             assert statuses["key"] is StepStatus.SKIPPED
-            assert all(statuses[s.id] is StepStatus.DONE for s in fake.steps[2:-1])
+            assert statuses["ipykernel"] is StepStatus.SKIPPED  # the script says it is already there
+            assert all(statuses[s.id] is StepStatus.DONE for s in fake.steps[2:-1] if s.skip is None)
             row = app.screen.query_one("#step-key")
             assert "already done: key exists" in str(row.query(Label)[1].render())
             assert str(row.query(Label)[2].render()) == "<1s"
@@ -234,6 +235,7 @@ def test_declining_the_host_key_fails_the_login_step(tmp_path: Path) -> None:
         app = make_app(fake, ProfileStore(tmp_path / "c.toml"))
         async with app.run_test(size=(80, 24)) as pilot:
             await through_form(pilot)
+            await answer_confirm(pilot, "n")
             await wait_for(pilot, lambda: screen_name(app) == "HostKeyModal", "host key")
             await pilot.press("enter")  # the focused button is Cancel: Enter never trusts by accident
             await wait_for(pilot, lambda: not app.screen.query_one("#failure").has_class("hidden"), "failure")
@@ -312,3 +314,26 @@ def test_the_mouse_works_too(tmp_path: Path) -> None:
 
     asyncio.run(scenario())
     assert fake.setup_runs == 1
+
+
+def test_escape_cancels_a_running_setup_and_retry_goes_on(tmp_path: Path) -> None:
+    fake = FakeBackend(steps=plain_steps())
+    env = next(s for s in fake.steps if s.id == "env")
+    env.hold = threading.Event()
+
+    async def scenario() -> None:
+        app = make_app(fake, ProfileStore(tmp_path / "c.toml"))
+        async with app.run_test(size=(80, 24)) as pilot:
+            await through_form(pilot)
+            await wait_for(pilot, lambda: row_status(app, "env") is StepStatus.RUNNING, "the env step")
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: not app.screen.query_one("#failure").has_class("hidden"), "stopped")
+            assert "Setup stopped" in str(app.screen.query_one("#failure-title").render())
+            assert row_status(app, "env") is StepStatus.FAILED
+            assert env.hold is not None
+            env.hold.set()
+            await pilot.press("r")
+            await wait_for(pilot, lambda: screen_name(app) == "DoneScreen", "done after the retry")
+
+    asyncio.run(scenario())
+    assert fake.setup_runs == 2

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 from wa_onboard.core.errors import Cancelled
-from wa_onboard.core.plan import EventSink, Step, StepContext, StepError, run_plan
+from wa_onboard.core.plan import EventSink, PlanEvent, Step, StepContext, StepError, StepFinished, run_plan
 from wa_onboard.core.profile import Profile
 from wa_onboard.core.prompts import ConfirmQuestion, HostKeyQuestion, Prompter, SecretQuestion
 from wa_onboard.core.results import CheckResult, CheckStatus, TunnelState, TunnelStatus
@@ -41,6 +41,8 @@ class FakeStep(Step):
     hold: threading.Event | None = None
     """The step waits here (after its output) until the event is set, so a test can look."""
     summary: str = ""
+    seconds: float | None = None
+    """The time the app shows for this step (real runs of a script take ~0 s; snapshots need a fixed one)."""
     answers: list[object] = field(default_factory=list)
     """What the member answered, in order (tests assert on it)."""
     runs: int = 0
@@ -76,51 +78,52 @@ class FakeStep(Step):
 
 
 def demo_steps(user: str = "bbadger") -> list[FakeStep]:
-    """The real plan's shape, with the first run's questions: what a new member sees."""
+    """The real plan's steps (core.onboarding.build_plan), with a first run's questions and output."""
     jump = f"{user}@best-tux.cae.wisc.edu"
+    include = ConfirmQuestion(
+        "Add an Include line to ~/.ssh/config?",
+        "Adds one line at the top of ~/.ssh/config:\n    Include ~/.ssh/wa-onboard/config\n"
+        "so `ssh wa-ws` and editors' remote features reach the workstation too. It only defines "
+        "wa-* hosts; your other hosts are unchanged.",
+    )
+    host_key = HostKeyQuestion(
+        "best-tux.cae.wisc.edu", "ED25519", "SHA256:n2Wc6fJkBq0VZl3Cq0v8h2pO1Rz3X7yYbE4sQm9tKfA"
+    )
     return [
-        FakeStep("profile", "Check the profile", summary="all values valid"),
+        FakeStep("profile", "Check the profile", seconds=0.0, summary="all values valid"),
         FakeStep(
             "key",
-            "Make this laptop's key",
+            "Make this laptop's SSH key",
+            seconds=0.4,
+            questions=[include],
             output=["Generating public/private ed25519 key pair."],
             summary="~/.ssh/wa_onboard_ed25519",
         ),
         FakeStep(
             "login",
-            "Log in to the jump host and workstation",
-            questions=[
-                HostKeyQuestion(
-                    "best-tux.cae.wisc.edu", "ED25519", "SHA256:n2Wc6fJkBq0VZl3Cq0v8h2pO1Rz3X7yYbE4sQm9tKfA"
-                ),
-                SecretQuestion(f"{jump}'s password:", jump),
-            ],
+            "Log in to the jump host and the workstation",
+            seconds=6.2,
+            questions=[host_key, SecretQuestion(f"{jump}'s password:", jump)],
             output=[f"Authenticated to best-tux.cae.wisc.edu as {user} (password)."],
         ),
         FakeStep(
-            "install-key", "Install the key on both hosts", output=["key added to ~/.ssh/authorized_keys"]
-        ),
-        FakeStep(
-            "ssh-config",
-            "Offer the ~/.ssh/config line",
-            questions=[
-                ConfirmQuestion(
-                    "Add one line to your ~/.ssh/config?",
-                    "Include ~/.ssh/wa-onboard/config\n\nThen `ssh wa-ws` and your editor's remote features "
-                    "work too. Your own entries stay as they are; a backup is made first.",
-                    default=True,
-                )
-            ],
+            "key-install",
+            "Install the key on both hosts",
+            seconds=1.8,
+            output=["key added to ~/.ssh/authorized_keys"],
+            summary="key login works on both hosts",
         ),
         FakeStep(
             "conda",
-            "Find conda",
+            "Find conda on the workstation",
+            seconds=1.2,
             output=["module load anaconda", "conda 24.9.2 in /opt/anaconda3"],
             summary="conda 24.9.2 (module anaconda)",
         ),
         FakeStep(
             "env",
             "Create your conda env",
+            seconds=94.0,
             output=[
                 "Channels:",
                 " - defaults",
@@ -129,12 +132,13 @@ def demo_steps(user: str = "bbadger") -> list[FakeStep]:
                 "Downloading and Extracting Packages: ...working...",
             ],
             progress=[("Downloading packages (31 of 52)", 0.6)],
+            summary="~/.conda/envs/wa",
         ),
-        FakeStep("ipykernel", "Make sure ipykernel is in the env"),
-        FakeStep("kernel", "Register the WA kernel"),
-        FakeStep("verify", "Verify the kernel"),
-        FakeStep("tunnel", "Start the tunnel, check the hub"),
-        FakeStep("browser", "Open the browser"),
+        FakeStep("ipykernel", "Make sure ipykernel is in the env", seconds=3.1, skip="ipykernel 6.29.5"),
+        FakeStep("kernel", "Register the kernel", seconds=2.2, summary="WA -> ~/.conda/envs/wa/bin/python"),
+        FakeStep("verify", "Check the kernel works", seconds=1.4),
+        FakeStep("tunnel", "Start the tunnel and check the hub", seconds=2.6, summary="hub 5.2.1"),
+        FakeStep("browser", "Open the hub in the browser", seconds=0.3),
     ]
 
 
@@ -247,7 +251,14 @@ class FakeBackend:
         self, name: str, profile: Profile, prompter: Prompter, emit: EventSink, cancel: threading.Event
     ) -> SetupOutcome:
         self.setup_runs += 1
-        ctx = StepContext(profile=profile, prompter=prompter, emit=emit, cancel=cancel)
+        scripted = {s.id: s.seconds for s in self.steps if s.seconds is not None}
+
+        def emit_scripted(event: PlanEvent) -> None:
+            if isinstance(event, StepFinished) and event.result.step_id in scripted:
+                event = StepFinished(replace(event.result, seconds=scripted[event.result.step_id]))
+            emit(event)
+
+        ctx = StepContext(profile=profile, prompter=prompter, emit=emit_scripted, cancel=cancel)
         results = run_plan(self.steps, ctx)
         opened = any(r.step_id == "browser" and r.status.value == "done" for r in results)
         if opened:

@@ -121,8 +121,14 @@ class ConfirmModal(ModalScreen[bool]):
             if q.detail:
                 yield Static(q.detail, classes="dialog-detail", markup=False)
             with Horizontal(classes="dialog-buttons"):
-                yield Button("Yes", variant="error" if q.destructive else "primary", id="yes")
-                yield Button("No", id="no")
+                # The highlighted button is the default answer (the focused one).
+                yes_default = q.default and not q.destructive
+                yield Button(
+                    "Yes",
+                    variant="error" if q.destructive else "primary" if yes_default else "default",
+                    id="yes",
+                )
+                yield Button("No", variant="default" if yes_default else "primary", id="no")
 
     def on_mount(self) -> None:
         default = self.question.default and not self.question.destructive

@@ -16,7 +16,7 @@ from textual.widgets import Button, Collapsible, Footer, Input, Label, ProgressB
 from textual.worker import Worker, WorkerState
 
 from wa_onboard.core import validate
-from wa_onboard.core.errors import InvalidInput, WaError
+from wa_onboard.core.errors import Cancelled, InvalidInput, WaError
 from wa_onboard.core.plan import PlanEvent, StepFinished, StepOutput, StepProgress, StepStarted
 from wa_onboard.core.profile import DEFAULT_PROFILE, Profile
 from wa_onboard.core.results import StepStatus
@@ -223,6 +223,7 @@ class RunScreen(WaScreen):
         "are shown: retry, open the diagnostics, or quit."
     )
     BINDINGS = [
+        Binding("escape", "cancel_run", "Cancel", tooltip="stop after the current line of work"),
         Binding("r", "retry", "Retry"),
         Binding("d", "diagnostics", "Diagnostics"),
         Binding("q", "app.quit", "Quit"),
@@ -304,7 +305,15 @@ class RunScreen(WaScreen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("retry", "diagnostics"):
             return self.failed
+        if action == "cancel_run":
+            return not self.failed and not self.cancel.is_set()
         return True
+
+    def action_cancel_run(self) -> None:
+        """The core checks this between lines of output, so a long conda run stops soon, cleanly."""
+        self.cancel.set()
+        self.query_one("#log", RichLog).write(Content.styled("── cancelling… ──", "$foreground-muted"))
+        self.refresh_bindings()
 
     @work(thread=True, exclusive=True, group="setup", exit_on_error=False)
     def run_setup(self) -> None:
@@ -380,6 +389,9 @@ class RunScreen(WaScreen):
         outcome = message.outcome
         if outcome is not None and outcome.succeeded:
             self.app.switch_screen(DoneScreen(self.profile, outcome))
+            return
+        if isinstance(message.error, Cancelled):
+            self.show_failure("Setup stopped", WaError("cancelled", "press r to go on where it stopped"))
             return
         if message.error is not None:
             self.show_failure("Setup could not run", message.error)
