@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lab import Lab, Member
 
 LAB_DIR = Path(__file__).resolve().parent
-HOW_TO_RUN = "sudo bash tests/lab/provision.sh && sudo python3 -m pytest tests/lab"
+HOW_TO_RUN = "sudo bash tests/run.sh"
 
 
 def pytest_configure(config: pytest.Config) -> None:

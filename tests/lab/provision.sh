@@ -7,7 +7,8 @@
 # What it installs:
 #   - Debian packages: openssh-server (its system service is NOT started; the lab runs its own sshd
 #     processes inside network namespaces), lmod, libpam-google-authenticator, oathtool, lsof, psmisc,
-#     iproute2, python3-venv, sudo, curl, zsh and tcsh (members' other login shells), nodejs/npm when
+#     iproute2, python3-venv, sudo, curl, zsh and tcsh (members' other login shells), tmux (the
+#     real-terminal test of the app), nodejs/npm when
 #     node is missing.
 #   - /opt/wa-lab/hub    a venv of /usr/bin/python3 with jupyterhub (>=5,<7) and jupyterlab
 #   - /opt/wa-lab/node   configurable-http-proxy (npm install --prefix)
@@ -45,7 +46,7 @@ log() { echo "provision: $*"; }
 
 # ---------------------------------------------------------------- Debian packages
 APT_PKGS=(openssh-server openssh-client lmod libpam-google-authenticator oathtool lsof psmisc iproute2
-          python3 python3-venv sudo curl util-linux passwd ca-certificates zsh tcsh)
+          python3 python3-venv sudo curl util-linux passwd ca-certificates zsh tcsh tmux)
 command -v node >/dev/null 2>&1 || APT_PKGS+=(nodejs)
 command -v npm >/dev/null 2>&1 || APT_PKGS+=(npm)
 
