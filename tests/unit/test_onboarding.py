@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import threading
 from pathlib import Path
@@ -148,6 +149,7 @@ def conda_steps(ctx: StepContext) -> list[StepStatus]:
     for step in steps:
         result = run_step(step, ctx)
         statuses.append(result.status)
+        ctx.state[f"{step.id}_summary"] = result.summary
         if result.status is StepStatus.FAILED:
             raise AssertionError(result)
     return statuses
@@ -163,6 +165,9 @@ def test_fresh_env_kernel_and_a_rerun_that_touches_nothing(ws: Workstation) -> N
     assert spec["argv"][0] == str(prefix / "bin" / "python") and spec["display_name"] == "WA"
     assert any(isinstance(e, StepOutput) and "Collecting package metadata" in e.line for e in events)
     assert not (ws.home / ".local/state/wa-onboard/conda-create-wa").exists()
+    assert re.search(
+        r"created env wa at .* \(python 3\.\d+\.\d+\) in [\d.]+ s of conda$", ctx.state["env_summary"]
+    )
     creates = [c for c in ws.calls() if c.startswith("create")]
     assert creates == ["create -y -n wa python=3.11 ipykernel"]
     before = os.stat(prefix / "bin" / "python", follow_symlinks=False).st_mtime_ns

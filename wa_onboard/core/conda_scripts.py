@@ -365,12 +365,14 @@ marker="{_MARKER}"{quote(env)}
 : >"$marker"
 for p in {candidates}; do [ -e "$p" ] || printf '%s\\n' "$p" >>"$marker"; done
 if command -v setsid >/dev/null 2>&1; then run=setsid; else run=; fi
+t0=${{EPOCHREALTIME:-}}
 $run "$conda" create -y -n {quote(env)} {quote("python=" + python)} ipykernel 2>&1 &
 pid=$!
 echo "$pid" >"$marker.pid"
 echo "WA pid $pid"
 wait "$pid"
 rc=$?
+[ -n "$t0" ] && echo "WA conda-seconds $t0 $EPOCHREALTIME"
 if [ "$rc" -ne 0 ]; then
     while IFS= read -r p; do
         if [ -e "$p" ]; then rm -rf -- "$p" && echo "WA removed $p"; fi
@@ -415,6 +417,15 @@ def remove_env_script(prefix: str, allowed: Sequence[str]) -> str:
     if prefix not in allowed:
         raise ValueError(f"{prefix!r} is not one of the env's own folders")
     return script(f'rm -rf -- {quote(prefix)} && echo "WA removed" {quote(prefix)}')
+
+
+def conda_seconds(out: ScriptOutput) -> float | None:
+    """How long conda itself ran (bash 5's EPOCHREALTIME at both ends), or None when unknown."""
+    try:
+        start, end = (float(t.replace(",", ".")) for t in out.first("conda-seconds").split())
+    except ValueError:
+        return None
+    return end - start
 
 
 def install_ipykernel_script(loc: CondaLocation, env: str) -> str:

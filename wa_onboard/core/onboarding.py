@@ -438,8 +438,10 @@ class CreateEnv(Step):
         self._create(ctx, loc)
         _changed(ctx)
         state = env_state(ctx)
+        seconds = ctx.state.get("conda_seconds")
+        took = f" in {seconds:.1f} s of conda" if seconds is not None else ""
         return "; ".join(
-            [*notes, f"created env {state.name} at {state.prefix} (python {state.python_version})"]
+            [*notes, f"created env {state.name} at {state.prefix} (python {state.python_version}){took}"]
         )
 
     def verify(self, ctx: StepContext) -> None:
@@ -502,6 +504,7 @@ class CreateEnv(Step):
                 workstation(ctx).run(cs.cleanup_unfinished_script(profile.env), timeout=60)
             raise Cancelled("stopped while creating the env; run setup again to finish") from None
         if result.ok:
+            ctx.state["conda_seconds"] = cs.conda_seconds(out)
             return
         failure = cs.conda_failure(out.other, python=profile.python)
         removed = out.all("removed")
