@@ -58,3 +58,25 @@ def test_a_broken_config_file_is_one_line_before_any_screen(tmp_path: Path) -> N
     assert proc.returncode == 2
     assert proc.stderr.startswith("wa-onboard: error: config file") and "Traceback" not in proc.stderr
     assert proc.stdout == ""  # no screen was drawn
+
+
+def test_setup_flags_reach_the_plan(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--yes, --repair and --no-browser given to `setup` reach the core through the app's backend."""
+    from wa_onboard.core import onboarding
+
+    seen: dict[str, object] = {}
+
+    def fake_run_setup(ctx, options, steps):  # type: ignore[no-untyped-def]
+        seen.update(
+            yes=ctx.assume_yes, repair=ctx.repair, no_browser=options.no_browser, name=options.profile_name
+        )
+        return []
+
+    monkeypatch.setattr(onboarding, "run_setup", fake_run_setup)
+    backend = RealBackend(assume_yes=True, repair=True, no_browser=True)
+    backend.run_setup("ws7", Profile(user="bbadger"), NoPrompter(), lambda e: None, threading.Event())
+    assert seen == {"yes": True, "repair": True, "no_browser": True, "name": "ws7"}
+    RealBackend().run_setup(
+        "default", Profile(user="bbadger"), NoPrompter(), lambda e: None, threading.Event()
+    )
+    assert seen == {"yes": False, "repair": False, "no_browser": False, "name": "default"}

@@ -52,3 +52,19 @@ def test_leaves_a_clean_terminal(mode: str, shown: str, keys: list[str]) -> None
     assert child.exitstatus == 0, tail[-500:]
     assert LEAVE_ALT_SCREEN in tail and SHOW_CURSOR in tail and MOUSE_OFF in tail
     assert "Traceback" not in tail
+
+
+def test_setup_in_a_terminal_opens_the_wizard(tmp_path: Path) -> None:
+    """`wa-onboard setup` with a terminal shows the wizard (flags already saved), and leaves cleanly."""
+    env = {"TERM": "xterm-256color", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "BROWSER": "true"}
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "wa_onboard", "setup", "--user", "bbadger", "--env", "robots"],
+        cwd=str(ROOT), dimensions=(24, 80), env=env, encoding="utf-8", codec_errors="replace", timeout=30,
+    )  # fmt: skip
+    child.expect_exact("Welcome!")
+    child.send("\x11")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    assert 'env = "robots"' in (tmp_path / ".config" / "wa-onboard" / "config.toml").read_text()

@@ -337,3 +337,19 @@ def test_escape_cancels_a_running_setup_and_retry_goes_on(tmp_path: Path) -> Non
 
     asyncio.run(scenario())
     assert fake.setup_runs == 2
+
+
+def test_setup_opens_the_wizard_even_for_a_complete_profile(tmp_path: Path) -> None:
+    """`wa-onboard setup` in a terminal is a rerun or a repair: the wizard, not the dashboard."""
+    store = ProfileStore(tmp_path / "config.toml")
+    done: list[str] = []
+
+    async def scenario() -> None:
+        for wizard in (True, False):
+            app = make_app(FakeBackend(), store, profile=Profile(user="bbadger"), wizard=wizard)
+            async with app.run_test(size=(80, 24)) as pilot:
+                await pilot.pause()
+                done.append(screen_name(app))
+
+    asyncio.run(scenario())
+    assert done == ["WelcomeScreen", "DashboardScreen"]

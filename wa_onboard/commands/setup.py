@@ -7,6 +7,7 @@ every step is done (or already was) and verified.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from typing import TYPE_CHECKING, TextIO
 
@@ -70,16 +71,9 @@ class LinePrinter:
         self.out.flush()
 
 
-def _launch_wizard(ctx: CommandContext) -> int | None:
-    """The TUI wizard, when this build has one and a terminal is there; None means: use plain mode."""
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        return None
-    import wa_onboard.tui as tui
-
-    wizard = getattr(tui, "launch_setup", None) or getattr(tui, "setup_wizard", None)
-    if not callable(wizard):
-        return None
-    return int(wizard(ctx))
+def _wants_wizard(args: argparse.Namespace) -> bool:
+    """The app unless --no-tui, a password on stdin, or no terminal to draw it on."""
+    return not (args.no_tui or args.password_stdin) and sys.stdin.isatty() and sys.stdout.isatty()
 
 
 def _report_failure(failed: StepResult, titles: dict[str, str], prompter: SetupPrompter) -> None:
@@ -99,12 +93,12 @@ def run(command: str, ctx: CommandContext) -> int:
     from wa_onboard.core import onboarding
 
     args = ctx.args
+    if _wants_wizard(args):
+        from wa_onboard.tui import launch_setup
+
+        return launch_setup(ctx)
     profile = ctx.load_profile(save_flags=True)
     profile.require_complete()
-    if not args.no_tui:
-        code = _launch_wizard(ctx)
-        if code is not None:
-            return code
     prompter = SetupPrompter(password_stdin=args.password_stdin, assume_yes=args.yes)
     steps = onboarding.build_plan(profile)
     titles = {step.id: step.title for step in steps}

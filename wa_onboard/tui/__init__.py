@@ -16,3 +16,15 @@ def launch(ctx: CommandContext) -> int:
     app = make_app(store=ctx.store, profile_name=ctx.profile_name, profile=profile)
     code = app.run()
     return int(code or 0)
+
+
+def launch_setup(ctx: CommandContext) -> int:
+    """``wa-onboard setup`` in a terminal: the wizard, with the command line's flags and values."""
+    profile = ctx.load_profile(save_flags=True)
+    from wa_onboard.tui.app import make_app
+    from wa_onboard.tui.backend import RealBackend
+
+    args = ctx.args
+    backend = RealBackend(assume_yes=args.yes, repair=args.repair, no_browser=args.no_browser)
+    app = make_app(backend, ctx.store, ctx.profile_name, profile, wizard=True)
+    return int(app.run() or 0)

@@ -68,9 +68,12 @@ class WaApp(App[int]):
         profile: Profile | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        wizard: bool = False,
     ) -> None:
         super().__init__()
         self.backend = backend
+        self.force_wizard = wizard
+        """``wa-onboard setup``: the wizard even when the profile is complete (a rerun, a repair)."""
         self.store = store
         self.profile_name = profile_name
         self.profile = profile or Profile()
@@ -87,7 +90,7 @@ class WaApp(App[int]):
     # -- screens -------------------------------------------------------------------------------
 
     def on_mount(self) -> None:
-        if self.profile.is_complete:
+        if self.profile.is_complete and not self.force_wizard:
             self.show_dashboard()
         else:
             self.start_wizard()
@@ -300,10 +303,11 @@ def make_app(
     profile: Profile | None = None,
     *,
     clock: Callable[[], float] = time.time,
+    wizard: bool = False,
 ) -> WaApp:
     """The app as the CLI, the tests and the screenshot script build it."""
     if backend is None:
         from wa_onboard.tui.backend import RealBackend
 
         backend = RealBackend()
-    return WaApp(backend, store or ProfileStore(), profile_name, profile, clock=clock)
+    return WaApp(backend, store or ProfileStore(), profile_name, profile, clock=clock, wizard=wizard)

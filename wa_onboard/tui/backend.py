@@ -108,7 +108,12 @@ def _core(module: str, what: str) -> ModuleType:
 
 
 class RealBackend:
-    """The core, wired for the app."""
+    """The core, wired for the app. The flags are ``setup``'s: ``--yes``, ``--repair``, ``--no-browser``."""
+
+    def __init__(self, *, assume_yes: bool = False, repair: bool = False, no_browser: bool = False) -> None:
+        self.assume_yes = assume_yes
+        self.repair = repair
+        self.no_browser = no_browser
 
     def setup_steps(self, name: str, profile: Profile) -> list[StepInfo]:
         from wa_onboard.core import onboarding
@@ -121,8 +126,16 @@ class RealBackend:
         from wa_onboard.core import onboarding
 
         steps = onboarding.build_plan(profile)
-        ctx = StepContext(profile=profile, prompter=prompter, emit=emit, cancel=cancel)
-        results = onboarding.run_setup(ctx, onboarding.SetupOptions(profile_name=name), steps)
+        ctx = StepContext(
+            profile=profile,
+            prompter=prompter,
+            emit=emit,
+            cancel=cancel,
+            assume_yes=self.assume_yes,
+            repair=self.repair,
+        )
+        options = onboarding.SetupOptions(profile_name=name, no_browser=self.no_browser)
+        results = onboarding.run_setup(ctx, options, steps)
         return SetupOutcome(
             results=tuple(results),
             total=len(steps),
