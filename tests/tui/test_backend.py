@@ -24,19 +24,18 @@ def test_real_backend_lists_the_core_plan() -> None:
     assert all(s.title for s in steps)
 
 
-def test_a_missing_supervisor_gives_a_down_tunnel_with_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "wa_onboard.core.supervisor", None)
+def test_a_tunnel_that_cannot_start_is_down_with_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    from wa_onboard.core import supervisor
+
+    def refuse(*args: object) -> None:
+        raise WaError("the state directory is not writable", "fix the permissions of ~/.local/state")
+
+    monkeypatch.setattr(supervisor, "tui_session", refuse)
     session = RealBackend().tunnel("default", Profile(user="bbadger"), NoPrompter())
     assert isinstance(session, UnavailableTunnel) and not session.can_detach
     (status,) = list(session.statuses())
     assert status.state is TunnelState.DOWN
-    assert "wa_onboard.core.supervisor is missing" in status.message and status.hint
-
-
-def test_a_missing_doctor_raises_a_wa_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "wa_onboard.core.doctor", None)
-    with pytest.raises(WaError, match="not part of this version yet"):
-        list(RealBackend().doctor("default", Profile(user="bbadger"), threading.Event()))
+    assert "not writable" in status.message and status.hint
 
 
 def test_setup_outcome_knows_success_from_a_stop() -> None:

@@ -9,18 +9,16 @@ what the steps learn on the way (the engine, where conda is, the env's python) s
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import IO
 
 from wa_onboard.core import conda_scripts as cs
-from wa_onboard.core import paths
+from wa_onboard.core import paths, sshfiles, supervisor
 from wa_onboard.core.engine import ConnectError, Engine, Failure
 from wa_onboard.core.errors import Cancelled, WaError
 from wa_onboard.core.plan import Step, StepContext, StepError, run_plan
@@ -62,22 +60,9 @@ class SetupOptions:
 # --------------------------------------------------------------------------------------------- helpers
 
 
-def _core(module: str, what: str) -> ModuleType:
-    """A core module another part of the project provides, or an honest error if it is missing."""
-    try:
-        return importlib.import_module(f"wa_onboard.core.{module}")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"wa_onboard.core.{module}":
-            raise
-        raise WaError(
-            f"{what} is not part of this version yet (wa_onboard.core.{module} is missing)",
-            "update wa-onboard",
-        ) from None
-
-
 def default_engine(profile: Profile, profile_name: str) -> Engine:
-    """The engine the profile names, as the tunnel supervisor makes it (imported only now)."""
-    engine: Engine = _core("supervisor", "the tunnel supervisor").make_engine(profile, profile_name)
+    """The engine the profile names, as the tunnel supervisor makes it."""
+    engine: Engine = supervisor.make_engine(profile, profile_name)
     return engine
 
 
@@ -241,7 +226,6 @@ class MakeKey(Step):
         return None
 
     def run(self, ctx: StepContext) -> str:
-        sshfiles = _core("sshfiles", "the SSH files module")
         key, created = sshfiles.ensure_key()
         self._write_config(ctx)
         if sshfiles.add_include(ctx.prompter):
@@ -262,7 +246,7 @@ class MakeKey(Step):
     @staticmethod
     def _write_config(ctx: StepContext) -> None:
         if _options(ctx).engine_factory is None:  # the real engines read our ssh_config
-            _core("sshfiles", "the SSH files module").write_config(ctx.profile, _options(ctx).profile_name)
+            sshfiles.write_config(ctx.profile, _options(ctx).profile_name)
 
 
 def _borrows_masters(engine: Engine) -> bool:
@@ -319,7 +303,7 @@ class InstallKey(Step):
         return "key login already works on both hosts" if ctx.state.get("key_login") else None
 
     def run(self, ctx: StepContext) -> str:
-        public = _core("sshfiles", "the SSH files module").public_key_text()
+        public = sshfiles.public_key_text()
         engine = _engine(ctx)
         said = []
         for hop, shell in (("jump host", engine.jump()), ("workstation", engine.workstation())):
@@ -620,13 +604,13 @@ class VerifyKernel(Step):
 
 def default_tunnel_up(profile: Profile, profile_name: str) -> str | None:
     """A summary when this profile's background tunnel is up and the hub answers through it."""
-    status = _core("supervisor", "the tunnel supervisor").verify_status(profile_name, profile)
+    status = supervisor.verify_status(profile_name, profile)
     return f"tunnel up at {status.url} (pid {status.pid})" if status.connected else None
 
 
 def default_start_tunnel(profile: Profile, profile_name: str) -> str:
     """Start the background supervisor exactly as ``connect --detach`` does."""
-    summary: str = _core("supervisor", "the tunnel supervisor").start_detached(profile, profile_name)
+    summary: str = supervisor.start_detached(profile, profile_name)
     return summary
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Protocol
 
 from wa_onboard.core.errors import WaError
@@ -100,13 +99,6 @@ class Backend(Protocol):
         ...
 
 
-def _core(module: str, what: str) -> ModuleType:
-    """A core module, or an honest WaError when this version does not have it."""
-    from wa_onboard.core.onboarding import _core as core_module
-
-    return core_module(module, what)
-
-
 class RealBackend:
     """The core, wired for the app. The flags are ``setup``'s: ``--yes``, ``--repair``, ``--no-browser``."""
 
@@ -144,19 +136,22 @@ class RealBackend:
         )
 
     def tunnel(self, name: str, profile: Profile, prompter: Prompter) -> TunnelSession:
+        from wa_onboard.core import supervisor
+
         try:
-            supervisor = _core("supervisor", "the tunnel supervisor")
+            session: TunnelSession = supervisor.tui_session(name, profile, prompter)
         except WaError as exc:
             return UnavailableTunnel(name, profile, exc)
-        session: TunnelSession = supervisor.tui_session(name, profile, prompter)
         return session
 
     def doctor(self, name: str, profile: Profile, cancel: threading.Event) -> Iterator[CheckResult]:
-        doctor = _core("doctor", "the diagnostics checks")
+        from wa_onboard.core import doctor
+
         yield from doctor.iter_checks(profile, cancel=cancel, name=name)
 
     def report(self, name: str, profile: Profile, results: Sequence[CheckResult]) -> str:
-        doctor = _core("doctor", "the support report")
+        from wa_onboard.core import doctor
+
         text: str = doctor.render_report(profile, list(results), name=name)
         return text
 
@@ -170,7 +165,7 @@ class RealBackend:
 
 
 class UnavailableTunnel:
-    """What the dashboard shows when the supervisor is missing: down, and why."""
+    """What the dashboard shows when no tunnel session can be had: down, and why."""
 
     can_detach = False
 
