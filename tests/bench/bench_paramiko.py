@@ -139,6 +139,29 @@ def wait_port(port: int, timeout: float = 20) -> None:
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
 
 
+def sshtunnel_forward(engine: Any, args: argparse.Namespace) -> int:
+    """sshtunnel's own forwarder (16 KiB select loop) on the workstation transport we authenticated."""
+    import sshtunnel
+
+    class Handed(sshtunnel.SSHTunnelForwarder):  # type: ignore[misc]
+        def _connect_to_gateway(self) -> None:
+            self._transport = engine._inner
+
+    forwarder = Handed(
+        (args.ws, 22),
+        ssh_username=args.user,
+        ssh_password="unused",  # never sent: the transport is already authenticated
+        ssh_config_file=None,
+        allow_agent=False,
+        host_pkey_directories=[],
+        remote_bind_address=("localhost", SERVER_PORT),
+        local_bind_address=("127.0.0.1", 0),
+    )
+    forwarder.start()
+    port: int = forwarder.local_bind_port
+    return port
+
+
 def inner(args: argparse.Namespace) -> None:
     """Inside the laptop namespace: both tunnels up, alternating rounds, one JSON line out."""
     from wa_onboard.core import engine_paramiko
@@ -152,8 +175,6 @@ def inner(args: argparse.Namespace) -> None:
         engine_paramiko.MAX_PACKET_SIZE = args.packet
     if args.cipher:
         engine_paramiko.CIPHERS = (args.cipher,)
-    if args.switch:
-        sys.setswitchinterval(args.switch)
 
     class Trusting:
         def secret(self, question: SecretQuestion) -> str | None:
@@ -180,11 +201,14 @@ def inner(args: argparse.Namespace) -> None:
         size = args.mb * 1024 * 1024
         download(ours, 1024 * 1024)  # warm up both paths
         download(theirs, 1024 * 1024)
+        contenders = [("paramiko", ours), ("ssh", theirs)]
+        if args.sshtunnel:
+            contenders.append(("sshtunnel", sshtunnel_forward(engine, args)))
         results: dict[str, dict[str, list[float]]] = {
-            name: {"down": [], "up": [], "rtt": []} for name in ("paramiko", "ssh")
+            name: {"down": [], "up": [], "rtt": []} for name, _ in contenders
         }
         for _ in range(args.rounds):
-            for name, port in (("paramiko", ours), ("ssh", theirs)):
+            for name, port in contenders:
                 results[name]["down"].append(download(port, size))
                 results[name]["up"].append(upload(port, size))
                 results[name]["rtt"].append(round_trip(port, args.trips))
@@ -229,9 +253,8 @@ def outer(args: argparse.Namespace) -> None:
             lab.host_cmd("ws", [sys.executable, __file__, "--server"]), stdin=subprocess.DEVNULL
         )
         try:
-            extra = [
-                f"--{k}={v}" for k in ("window", "packet", "cipher", "switch") if (v := getattr(args, k))
-            ]
+            extra = [f"--{k}={v}" for k in ("window", "packet", "cipher") if (v := getattr(args, k))]
+            extra += ["--sshtunnel"] if args.sshtunnel else []
             profiler = (
                 ["py-spy", "record", "--format", "raw", "-o", args.profile, "--"] if args.profile else []
             )
@@ -264,19 +287,15 @@ def outer(args: argparse.Namespace) -> None:
 
 
 def report(results: dict[str, Any], args: argparse.Namespace) -> None:
+    """Medians per tunnel, and each one's ratio to plain ssh (throughput: higher is better; RTT: lower)."""
     med = {name: {k: statistics.median(v) for k, v in r.items()} for name, r in results.items()}
-    ours, theirs = med["paramiko"], med["ssh"]
-    print(
-        f"paramiko engine vs ssh -N -L -J, {args.rounds} alternating rounds of {args.mb} MiB, {args.trips} trips"
-    )
-    print(f"{'':10}{'paramiko':>12}{'ssh':>12}{'ratio':>8}")
-    for key, label, unit, scale in (
-        ("down", "download", "MB/s", 1),
-        ("up", "upload", "MB/s", 1),
-        ("rtt", "1-byte RTT", "us", 1e6),
-    ):
-        a, b = ours[key] * scale, theirs[key] * scale
-        print(f"{label:10}{a:>9.1f} {unit:<2}{b:>9.1f} {unit:<2}{a / b:>7.2f}x")
+    names = [n for n in med if n != "ssh"]
+    print(f"vs ssh -N -L -J: {args.rounds} alternating rounds of {args.mb} MiB each way, {args.trips} trips")
+    print(f"{'':11}{'ssh':>10}" + "".join(f"{n:>11}{'ratio':>7}" for n in names))
+    for key, label, scale in (("down", "down MB/s", 1), ("up", "up MB/s", 1), ("rtt", "RTT us", 1e6)):
+        base = med["ssh"][key] * scale
+        cells = "".join(f"{med[n][key] * scale:>11.1f}{med[n][key] * scale / base:>6.2f}x" for n in names)
+        print(f"{label:11}{base:>10.1f}{cells}")
 
 
 def main() -> None:
@@ -293,7 +312,11 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=0)
     parser.add_argument("--packet", type=int, default=0)
     parser.add_argument("--cipher", default="")
-    parser.add_argument("--switch", type=float, default=0.0, help="sys.setswitchinterval for the experiment")
+    parser.add_argument(
+        "--sshtunnel",
+        action="store_true",
+        help="also measure sshtunnel's forwarder on our authenticated transport",
+    )
     parser.add_argument("--profile", default="", help="record a py-spy profile (raw) of the laptop side here")
     args = parser.parse_args()
     if args.server:

@@ -16,6 +16,7 @@ from wa_onboard.core.engine import ConnectError, Failure
 from wa_onboard.core.engine_paramiko import (
     Hop,
     ParamikoEngine,
+    _ChannelSocket,
     _listen,
     _prefer_known,
     authenticate,
@@ -368,3 +369,33 @@ def test_nothing_to_use_before_login(tmp_path: Path) -> None:
     with pytest.raises(ConnectError):
         e.workstation()
     e.close()  # harmless when nothing is open
+
+
+class GulpChannel:
+    """A channel that hands out what it holds, and counts the reads."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+        self.sizes: list[int] = []
+        self.closed = False
+
+    def recv(self, size: int) -> bytes:
+        self.sizes.append(size)
+        return self.chunks.pop(0) if self.chunks else b""
+
+
+def test_tunnel_socket_serves_small_reads_from_one_big_one() -> None:
+    channel = GulpChannel([b"SSH-2.0-x\r\n" + b"a" * 100, b"b" * 10])
+    sock = _ChannelSocket(channel)
+    got = [sock.recv(4), sock.recv(200), sock.recv(3), sock.recv(100), sock.recv(5)]
+    assert got == [b"SSH-", b"2.0-x\r\n" + b"a" * 100, b"bbb", b"b" * 7, b""]
+    assert len(channel.sizes) == 3 and min(channel.sizes) >= 1 << 20  # never a small read from the buffer
+
+
+def test_a_prompter_failing_on_paramikos_thread_surfaces_on_ours() -> None:
+    class Broken(Answers):
+        def secret(self, question: SecretQuestion) -> str | None:
+            raise Cancelled("closed the dialog")
+
+    with pytest.raises(Cancelled, match="closed the dialog"):
+        authenticate(FakeTransport(["keyboard-interactive"]), HOP, None, Broken(), interactive=True)
