@@ -312,3 +312,52 @@ def test_forward_refused_and_dead_link_noticed(
     finally:
         lab.link_up("laptop-jump")
     assert closed["threads"] == []
+
+
+def test_connect_status_disconnect_with_the_paramiko_engine(
+    lab: Lab, member: Member, laptop_home: Path
+) -> None:
+    """The same supervisor and command line as the OpenSSH engine, forced to this engine."""
+    place_key(laptop_home, member)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return lab.laptop_run(
+            [sys.executable, "-m", "wa_onboard", *args], env={"HOME": str(laptop_home)}, timeout=120
+        )
+
+    try:
+        up = cli(
+            "connect",
+            "--detach",
+            "--yes",
+            "--no-browser",
+            "--engine",
+            "paramiko",
+            "--user",
+            member.name,
+            "--jump",
+            lab.jump_host,
+            "--host",
+            lab.ws_host,
+            "--remote-port",
+            str(lab.hub_port),
+            "--base-url",
+            lab.base_url,
+            "--local-port",
+            "18001",
+        )
+        assert up.returncode == 0, up.stdout + up.stderr
+        status = json.loads(cli("status", "--json").stdout)
+        assert status["connected"] is True and status["local_port"] == 18001 and status["hub_version"]
+        rows = lab.laptop_run(["ss", "-Hltnp", "sport = :18001"]).stdout.splitlines()
+        assert [row.split()[3] for row in rows] == ["127.0.0.1:18001"]
+        assert "ssh" not in rows[0].split()[-1]  # held by the Python supervisor itself, not an ssh process
+        assert [ln.split()[:2] for ln in known_hosts_file(laptop_home).read_text().splitlines()] == [
+            [lab.jump_host, "ssh-ed25519"],
+            [lab.ws_host, "ssh-ed25519"],
+        ]
+    finally:
+        down = cli("disconnect")
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert lab.laptop_run(["ss", "-Hltn", "sport = :18001"]).stdout.strip() == ""
+    assert json.loads(cli("status", "--json").stdout)["connected"] is False
