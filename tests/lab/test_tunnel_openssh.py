@@ -133,10 +133,25 @@ def laptop_get(lab: Lab, port: int, path: str = "/jupyter/hub/health") -> int:
     return int(lab.laptop_run([sys.executable, "-c", code]).stdout.strip() or 0)
 
 
+def _home_of(pid: str) -> str:
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return ""
+    return next((v[5:].decode() for v in environ if v.startswith(b"HOME=")), "")
+
+
 def our_processes(lab: Lab, home: Path) -> list[str]:
-    """ssh or supervisor processes of this laptop HOME still running anywhere."""
+    """ssh or supervisor processes of this laptop HOME still running anywhere (a supervisor forked
+    by ``connect --detach`` keeps the CLI's command line, so its HOME tells it apart)."""
     out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-    return [ln for ln in out.splitlines() if str(home) in ln or "wa_onboard.core.supervisor" in ln]
+    return [
+        ln
+        for ln in out.splitlines()
+        if str(home) in ln
+        or "wa_onboard.core.supervisor" in ln
+        or ("wa_onboard" in ln and _home_of(ln.split()[0]) == str(home))
+    ]
 
 
 # ---------------------------------------------------------------------------------------------- logins

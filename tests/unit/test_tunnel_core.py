@@ -5,12 +5,14 @@ stand-in for ssh, so no network is needed)."""
 from __future__ import annotations
 
 import io
+import os
 import random
 import socket
 import subprocess
 import sys
 import textwrap
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -20,11 +22,11 @@ import pytest
 from wa_onboard.commands.prompter_cli import CliPrompter
 from wa_onboard.core import sshfiles, tunnelstate
 from wa_onboard.core.engine import ConnectError, Failure
-from wa_onboard.core.engine_openssh import OpenSshEngine, classify, hops
+from wa_onboard.core.engine_openssh import OpenSshEngine, _control_sockets_exist, classify, hops
 from wa_onboard.core.profile import Profile
 from wa_onboard.core.prompts import ConfirmQuestion, HostKeyQuestion, SecretQuestion
-from wa_onboard.core.results import TunnelState
-from wa_onboard.core.supervisor import Backoff, probe_hub
+from wa_onboard.core.results import TunnelState, TunnelStatus
+from wa_onboard.core.supervisor import Backoff, _notify_ready, _read_line, hub_version, probe_hub
 
 PROFILE = Profile(user="bbadger", jump="best-tux.cae.wisc.edu", host="carproject-06.engr.wisc.edu:2222")
 
@@ -530,3 +532,53 @@ def test_port_holder_survives_fds_closing_during_the_scan() -> None:
         listener.listen()
         holder = tunnelstate.port_holder(listener.getsockname()[1])
     assert holder is not None and holder.pid == os.getpid()
+
+
+def test_hub_version_from_a_keep_alive_server_does_not_wait_for_eof() -> None:
+    # HTTP/1.1 keep-alive (like JupyterHub answering a keep-alive request): the body ends at
+    # Content-Length, and our client closes first (the TIME_WAIT stays on its side, not on the port)
+    class KeepAlive(_Hub):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            body = b'{"version": "6.1.1"}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), KeepAlive)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert hub_version(server.server_address[1], "/jupyter", timeout=2.0) == "6.1.1"
+        assert probe_hub(server.server_address[1], "/jupyter", timeout=2.0).ok
+    finally:
+        server.shutdown()
+
+
+def test_readiness_pipe_says_up_or_down_once() -> None:
+    read, write = os.pipe()
+    notify = _notify_ready(write)
+    assert notify is not None
+    for state in (TunnelState.CONNECTING, TunnelState.UP, TunnelState.DOWN):
+        notify(TunnelStatus("default", state))
+    assert _read_line(read, time.monotonic() + 2, lambda: True) == "connected"
+    assert _read_line(read, time.monotonic() + 2, lambda: True) is None  # closed after the first
+    os.close(read)
+
+
+def test_readiness_wait_ends_when_the_supervisor_is_gone() -> None:
+    read, write = os.pipe()
+    try:
+        assert _read_line(read, time.monotonic() + 5, lambda: False) is None
+    finally:
+        os.close(read)
+        os.close(write)
+
+
+def test_no_control_socket_means_no_master_to_ask(isolated_home: Path) -> None:
+    control = sshfiles.control_dir()
+    control.mkdir(parents=True, exist_ok=True)
+    assert not _control_sockets_exist()
+    (control / "cm-0123").touch()
+    assert _control_sockets_exist()

@@ -88,7 +88,7 @@ def connect(ctx: CommandContext, profile: Profile) -> int:
         )
     _trust_new_host_keys(ctx, profile)
     if args.detach:
-        summary = sup.start_detached(profile, name, explicit_port=_explicit_port(ctx))
+        summary = sup.start_detached(profile, name, explicit_port=_explicit_port(ctx), fork=True)
         record = tunnelstate.read_record(name)
         url = record.url if record else profile.url
         _out(summary)
@@ -221,7 +221,7 @@ def open_hub(ctx: CommandContext, profile: Profile) -> int:
                 f"the tunnel is running but {current.state.value}: {current.message}",
                 current.hint or f"wa-onboard{_flag(ctx)} status",
             )
-        _out(sup.start_detached(profile, ctx.profile_name))
+        _out(sup.start_detached(profile, ctx.profile_name, fork=True))
         record = tunnelstate.read_record(ctx.profile_name)
         url = record.url if record else profile.url
     if _open_browser(url):

@@ -283,10 +283,12 @@ class OpenSshEngine:
                 "use --engine paramiko",
             )
         sshfiles.write_config(self.profile, self.profile_name)
+        # no control socket at all: no master to reuse, and no `ssh -O check` (a process each) to ask
+        maybe_live = _control_sockets_exist()
         accepted: list[str] = []  # a password one hop accepted, offered once to the other
         try:
             for hop in (self.jump_hop, self.ws_hop):
-                if self.master_pid(hop) is not None:
+                if maybe_live and self.master_pid(hop) is not None:
                     continue
                 self._start_master(hop, prompter, interactive, accepted)
         finally:
@@ -536,6 +538,16 @@ def _scrub(text: str, secrets_sent: list[str]) -> str:
         if value:
             text = text.replace(value, "******")
     return text
+
+
+def _control_sockets_exist() -> bool:
+    """Whether any control socket of ours exists (ssh names them ``cm-<%C>`` and removes them on
+    exit). Cheaper than asking each master: most connects find none."""
+    try:
+        with os.scandir(sshfiles.control_dir()) as entries:
+            return any(entry.name.startswith("cm-") for entry in entries)
+    except OSError:
+        return True  # cannot tell: ask the masters
 
 
 def our_ssh_processes(config: str, aliases: tuple[str, ...]) -> list[int]:

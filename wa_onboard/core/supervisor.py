@@ -10,20 +10,21 @@ run the same object; states reach the front end through a callback and the state
 from __future__ import annotations
 
 import argparse
-import http.client
+import contextlib
+import gc
 import importlib
 import json
 import logging
 import os
 import random
+import re
+import select
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,9 +59,47 @@ class Probe:
     latency_ms: float = 0.0
 
 
-def _opener() -> urllib.request.OpenerDirector:
-    """No proxies: a corporate HTTP(S)_PROXY must never see (or swallow) localhost traffic."""
-    return urllib.request.build_opener(urllib.request.ProxyHandler({}))
+_MAX_ANSWER = 65536
+
+
+class _NoAnswer(ConnectionResetError):
+    """The local port accepted and closed without an HTTP answer: what ssh's forward does when the
+    far end refuses the channel."""
+
+
+def _http_get(port: int, path: str, timeout: float, *, body: bool = True) -> tuple[int, bytes]:
+    """``GET path`` on 127.0.0.1:port over a plain socket: (status, body).
+
+    Why not urllib: this runs on the connect path, and http.client/urllib/ssl/email cost ~20 ms of
+    imports per start. HTTP/1.0 keeps the answer simple (never a chunked body), and no proxy from
+    the environment can ever see localhost traffic. Keep-alive, and we close as soon as we have
+    what we need: the side that closes first keeps the TIME_WAIT, and it must not be the forward's
+    own port (a program that binds it without SO_REUSEADDR would then fail for a minute)."""
+    request = f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nConnection: keep-alive\r\n\r\n"
+    data = b""
+    # a numeric address and no getaddrinfo: that would import the idna codec (~4 ms) on first use
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(("127.0.0.1", port))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(request.encode("ascii"))
+        while b"\r\n\r\n" not in data and len(data) < _MAX_ANSWER:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        head, _, rest = data.partition(b"\r\n\r\n")
+        words = head.split(b"\r\n", 1)[0].split()
+        if len(words) < 2 or not words[0].startswith(b"HTTP/") or not words[1].isdigit():
+            raise _NoAnswer("no HTTP answer")
+        length = re.search(rb"(?im)^content-length:\s*(\d+)\s*$", head)
+        wanted = min(int(length.group(1)), _MAX_ANSWER) if length else _MAX_ANSWER
+        while body and len(rest) < wanted:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            rest += chunk
+    return int(words[1]), rest[:wanted]
 
 
 def hub_url(port: int, base_url: str, path: str) -> str:
@@ -69,53 +108,40 @@ def hub_url(port: int, base_url: str, path: str) -> str:
 
 def probe_hub(port: int, base_url: str, remote_port: int = 0, timeout: float = 3.0) -> Probe:
     """One ``GET <base>/hub/health`` through the forward, with the failure told apart."""
-    url = hub_url(port, base_url, "/hub/health")
     started = time.monotonic()
 
     def took() -> float:
         return (time.monotonic() - started) * 1000
 
     try:
-        with _opener().open(url, timeout=timeout) as response:
-            response.read(1024)
-            return Probe(True, status=response.status, latency_ms=took())
-    except urllib.error.HTTPError as exc:
-        if exc.code == 503:
-            return Probe(
-                False,
-                Failure.HUB_UNAVAILABLE,
-                "the tunnel is up, but the hub is down (its proxy answers 503)",
-                "JupyterHub is not running on the workstation: ask the lab admins to restart it",
-                exc.code,
-                took(),
-            )
-        if exc.code == 404:
-            return Probe(
-                False,
-                Failure.HUB_WRONG_URL,
-                f"nothing answers at {base_url or '/'}/hub/health (404): wrong base URL?",
-                "the lab's hub lives under /jupyter: fix it with --base-url /jupyter",
-                exc.code,
-                took(),
-            )
+        code, _ = _http_get(port, f"{base_url}/hub/health", timeout, body=False)
+    except OSError as exc:
+        return _probe_os_error(exc, remote_port, took())
+    if 200 <= code < 300:
+        return Probe(True, status=code, latency_ms=took())
+    if code == 503:
         return Probe(
             False,
-            Failure.OTHER,
-            f"the hub answered HTTP {exc.code}",
-            "run wa-onboard doctor",
-            exc.code,
+            Failure.HUB_UNAVAILABLE,
+            "the tunnel is up, but the hub is down (its proxy answers 503)",
+            "JupyterHub is not running on the workstation: ask the lab admins to restart it",
+            code,
             took(),
         )
-    except TimeoutError:
-        return Probe(False, Failure.TIMEOUT, "no answer through the tunnel (timed out)", latency_ms=took())
-    except urllib.error.URLError as exc:
-        return _probe_os_error(exc.reason, remote_port, took())
-    except (ConnectionError, http.client.HTTPException, OSError) as exc:
-        return _probe_os_error(exc, remote_port, took())
+    if code == 404:
+        return Probe(
+            False,
+            Failure.HUB_WRONG_URL,
+            f"nothing answers at {base_url or '/'}/hub/health (404): wrong base URL?",
+            "the lab's hub lives under /jupyter: fix it with --base-url /jupyter",
+            code,
+            took(),
+        )
+    return Probe(False, Failure.OTHER, f"the hub answered HTTP {code}", "run wa-onboard doctor", code, took())
 
 
 def _probe_os_error(reason: object, remote_port: int, latency: float) -> Probe:
-    if isinstance(reason, (TimeoutError, socket.timeout)):
+    if isinstance(reason, TimeoutError):
         return Probe(False, Failure.TIMEOUT, "no answer through the tunnel (timed out)", latency_ms=latency)
     if isinstance(reason, ConnectionRefusedError):
         return Probe(False, Failure.OTHER, "the tunnel's local port is closed", latency_ms=latency)
@@ -132,9 +158,9 @@ def _probe_os_error(reason: object, remote_port: int, latency: float) -> Probe:
 def hub_version(port: int, base_url: str, timeout: float = 3.0) -> str | None:
     """The hub's version from ``<base>/hub/api`` (no login needed)."""
     try:
-        with _opener().open(hub_url(port, base_url, "/hub/api"), timeout=timeout) as response:
-            data = json.loads(response.read(65536).decode("utf-8", "replace"))
-    except (OSError, ValueError, http.client.HTTPException):
+        code, body = _http_get(port, f"{base_url}/hub/api", timeout)
+        data = json.loads(body.decode("utf-8", "replace")) if code == 200 else None
+    except (OSError, ValueError):
         return None
     version = data.get("version") if isinstance(data, dict) else None
     return str(version) if version else None
@@ -293,16 +319,25 @@ class Supervisor:
         try:
             engine.login(prompter or NoPrompter(), interactive=interactive)
             self._forward(engine)
+            # the version rides along with the health probe instead of after it: one round trip
+            version: list[str | None] = []
+            fetch = threading.Thread(
+                target=lambda: version.append(hub_version(self.local_port, self.profile.base_url)),
+                name="hub-version",
+                daemon=True,
+            )
+            fetch.start()
             probe = probe_hub(self.local_port, self.profile.base_url, self.profile.remote_port, 15.0)
             if not probe.ok:
                 raise ConnectError(probe.failure or Failure.OTHER, probe.message, probe.hint)
+            fetch.join(self.probe_timeout)
         except BaseException as exc:
             self.stop_engine()
             if isinstance(exc, ConnectError):
                 self._publish(TunnelState.DOWN, exc.message, exc.hint, exc.failure)
             raise
         self.since = time.time()
-        self.hub_version = hub_version(self.local_port, self.profile.base_url)
+        self.hub_version = version[0] if version else None
         return self._publish(TunnelState.UP, "connected", latency_ms=probe.latency_ms)
 
     def _forward(self, engine: Engine) -> None:
@@ -452,8 +487,11 @@ def verify_status(profile_name: str, profile: Profile | None = None) -> TunnelSt
     )
 
 
-def spawn_detached(profile: Profile, profile_name: str, *, explicit_port: bool) -> subprocess.Popen[bytes]:
-    """Start ``python -m wa_onboard.core.supervisor`` in the background, detached from this terminal."""
+def spawn_detached(
+    profile: Profile, profile_name: str, *, explicit_port: bool, ready_fd: int | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``python -m wa_onboard.core.supervisor`` in the background, detached from this terminal.
+    ``ready_fd`` (POSIX): the write end of the readiness pipe, handed to the child."""
     argv = [
         sys.executable,
         "-m",
@@ -476,21 +514,152 @@ def spawn_detached(profile: Profile, profile_name: str, *, explicit_port: bool) 
         kwargs["creationflags"] = flags
     else:
         kwargs["start_new_session"] = True
+        if ready_fd is not None:
+            argv += ["--ready-fd", str(ready_fd)]
+            kwargs["pass_fds"] = (ready_fd,)
     return subprocess.Popen(argv, **kwargs)
 
 
-def wait_detached(
-    proc: subprocess.Popen[bytes], profile_name: str, timeout: float = 90.0
-) -> TunnelRecord | None:
+@dataclass
+class Launched:
+    """A background supervisor just started: its pid and, on POSIX, the read end of the pipe on
+    which it says ``connected`` or ``down`` (so the caller wakes at once instead of polling)."""
+
+    pid: int
+    ready: int | None = None
+    proc: subprocess.Popen[bytes] | None = None
+    """Set when it was spawned (a child we reap); a forked one is re-parented to init."""
+
+    def running(self) -> bool:
+        if self.proc is not None:
+            return self.proc.poll() is None
+        return tunnelstate.process_alive(self.pid)
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.wait(10)
+        elif self.running():
+            os.kill(self.pid, getattr(signal, "SIGKILL", signal.SIGTERM))
+
+    def close(self) -> None:
+        if self.ready is not None:
+            os.close(self.ready)
+            self.ready = None
+
+
+def _read_line(fd: int, deadline: float, alive: Callable[[], bool]) -> str | None:
+    """One line from the readiness pipe; None on EOF (the writer is gone), timeout, or death."""
+    data = b""
+    while b"\n" not in data:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        ready, _, _ = select.select([fd], [], [], min(left, 0.5))
+        if not ready:
+            if not alive():
+                return None
+            continue
+        chunk = os.read(fd, 1)  # byte by byte: the next line stays in the pipe for the next call
+        if not chunk:
+            return None
+        data += chunk
+    return data.decode("ascii", "replace").strip()
+
+
+def launch_detached(
+    profile: Profile, profile_name: str, *, explicit_port: bool = False, fork: bool = False
+) -> Launched:
+    """Start the background supervisor.
+
+    ``fork`` (POSIX): fork this already-imported process instead of starting a second interpreter,
+    which saves the interpreter start and every import again (~0.1 s of a ~0.5 s connect). Only for
+    a caller that is about to exit and holds nothing it must not share: the child keeps every open
+    file of the caller, flock()s included (setup's own lock once kept "setup is running" true for as
+    long as the tunnel ran). It is also refused while other threads run (the TUI, setup with its
+    engine's readers): a fork copies only the calling thread, and any lock another thread held stays
+    locked forever. Otherwise, and always on Windows, ``python -m wa_onboard.core.supervisor``."""
+    if sys.platform == "win32":  # pragma: no cover
+        proc = spawn_detached(profile, profile_name, explicit_port=explicit_port)
+        return Launched(proc.pid, None, proc)
+    read, write = os.pipe()  # both ends non-inheritable: no ssh we start ever holds them
+    try:
+        if fork and threading.active_count() == 1 and hasattr(os, "fork"):
+            # what lives now lives on in both processes: out of the collector's sight, the child's
+            # GC does not touch (and copy) those pages, and this process exits ~15 ms sooner
+            gc.freeze()
+            return Launched(_fork_detached(profile, profile_name, explicit_port, read, write), read)
+        proc = spawn_detached(profile, profile_name, explicit_port=explicit_port, ready_fd=write)
+        return Launched(proc.pid, read, proc)
+    except BaseException:
+        os.close(read)
+        raise
+    finally:
+        os.close(write)
+
+
+def _fork_detached(profile: Profile, profile_name: str, explicit_port: bool, read: int, write: int) -> int:
+    """Fork twice (a new session, never a child of the terminal's process, no zombie left behind);
+    the grandchild runs the supervisor and the pid comes back through the pipe."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the forked processes (the lab tests cover it)
+        code = 1
+        try:
+            os.close(read)
+            os.setsid()
+            grandchild = os.fork()
+            if grandchild == 0:
+                _detach_stdio()
+                code = _serve(profile, profile_name, explicit_port, write)
+            else:
+                os.write(write, f"{grandchild}\n".encode("ascii"))
+                code = 0
+        finally:
+            os._exit(code)
+    os.waitpid(child, 0)
+    line = _read_line(read, time.monotonic() + 10, lambda: True)
+    if not line or not line.isdigit():
+        raise ConnectError(
+            Failure.OTHER,
+            "the background tunnel did not start",
+            "run wa-onboard connect --no-tui to see why",
+        )
+    return int(line)
+
+
+def _detach_stdio() -> None:  # pragma: no cover - runs in the forked supervisor
+    """The forked supervisor lets go of the terminal and of the caller's pipes: a caller that reads
+    our output (a script, a test) must see EOF when the CLI exits, not when the tunnel stops."""
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+    # fds this process inherited are inheritable (Python opens its own non-inheritable): close them
+    for name in os.listdir("/dev/fd"):  # noqa: PTH208
+        fd = int(name)
+        with contextlib.suppress(OSError):
+            if fd > 2 and os.get_inheritable(fd):
+                os.close(fd)
+
+
+def wait_detached(launched: Launched, profile_name: str, timeout: float = 90.0) -> TunnelRecord | None:
     """Wait until the background supervisor says UP or DOWN (or exits); its last record."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    if launched.ready is not None:
+        _read_line(launched.ready, deadline, launched.running)
         record = tunnelstate.read_record(profile_name)
-        if record is not None and record.pid == proc.pid and record.state in ("connected", "down"):
+        return record if record is not None and record.pid == launched.pid else None
+    while time.monotonic() < deadline:  # pragma: no cover - Windows: no readiness pipe
+        record = tunnelstate.read_record(profile_name)
+        if record is not None and record.pid == launched.pid and record.state in ("connected", "down"):
             return record
-        if proc.poll() is not None:
+        if not launched.running():
             record = tunnelstate.read_record(profile_name)
-            return record if record is not None and record.pid == proc.pid else None
+            return record if record is not None and record.pid == launched.pid else None
         time.sleep(0.05)
     return tunnelstate.read_record(profile_name)
 
@@ -513,10 +682,11 @@ def stop_supervisor(profile_name: str, timeout: float = 15.0) -> int | None:
 
 
 def start_detached(
-    profile: Profile, profile_name: str = DEFAULT_PROFILE, *, explicit_port: bool = False
+    profile: Profile, profile_name: str = DEFAULT_PROFILE, *, explicit_port: bool = False, fork: bool = False
 ) -> str:
     """``connect --detach``: reuse a live supervisor for this profile, or start one in the background
-    and wait until the hub is healthy. Returns a one-line summary; raises ConnectError."""
+    and wait until the hub is healthy. Returns a one-line summary; raises ConnectError.
+    ``fork``: see launch_detached (the CLI's connect and open, which exit right after)."""
     if tunnelstate.lock_is_held(profile_name):
         status = verify_status(profile_name, profile)
         if status.connected:
@@ -526,17 +696,18 @@ def start_detached(
             f"the tunnel of profile {profile_name} runs but is down: {status.message or status.state}",
             status.hint or "stop it with wa-onboard disconnect, then connect again",
         )
-    proc = spawn_detached(profile, profile_name, explicit_port=explicit_port)
-    record = wait_detached(proc, profile_name)
-    if record is not None and record.pid == proc.pid and record.state == TunnelState.UP.value:
+    launched = launch_detached(profile, profile_name, explicit_port=explicit_port, fork=fork)
+    try:
+        record = wait_detached(launched, profile_name)
+    finally:
+        launched.close()
+    if record is not None and record.state == TunnelState.UP.value:
         moved = f" ({record.message})" if "instead" in record.message else ""
-        return f"tunnel up at {record.url} (background pid {proc.pid}){moved}"
-    if proc.poll() is None:
+        return f"tunnel up at {record.url} (background pid {launched.pid}){moved}"
+    if launched.running():
         stop_supervisor(profile_name)
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait(10)
-    if record is None or record.pid != proc.pid:
+    launched.kill()
+    if record is None:
         raise ConnectError(
             Failure.OTHER,
             "the background tunnel did not start",
@@ -603,28 +774,42 @@ def tui_session(profile_name: str, profile: Profile, prompter: Prompter | None =
 # --- the detached process -----------------------------------------------------------------------
 
 
-def _main(argv: Sequence[str] | None = None) -> int:
-    """Entry of the background supervisor. It never prints: states go to the state file and log."""
-    parser = argparse.ArgumentParser(prog="wa_onboard.core.supervisor", add_help=False)
-    parser.add_argument("--profile", default=DEFAULT_PROFILE)
-    parser.add_argument("--profile-json", required=True)
-    parser.add_argument("--explicit-port", action="store_true")
-    args = parser.parse_args(argv)
-    profile = Profile.make(json.loads(args.profile_json))
-    log = tunnelstate.tunnel_logger(args.profile)
+def _notify_ready(fd: int | None) -> StatusCallback | None:
+    """Write ``connected``/``down`` once to the readiness pipe, then close it."""
+    if fd is None:
+        return None
+    pending = [fd]
+
+    def notify(status: TunnelStatus) -> None:
+        if pending and status.state in (TunnelState.UP, TunnelState.DOWN):
+            fd = pending.pop()
+            with contextlib.suppress(OSError):
+                os.write(fd, f"{status.state.value}\n".encode("ascii"))
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    return notify
+
+
+def _serve(profile: Profile, profile_name: str, explicit_port: bool, ready_fd: int | None) -> int:
+    """The background supervisor's life: lock, start, watch, stop. It never prints: states go to the
+    state file, the log and (once) the readiness pipe."""
+    log = tunnelstate.tunnel_logger(profile_name)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     if hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    lock = tunnelstate.ProfileLock(args.profile)
+    lock = tunnelstate.ProfileLock(profile_name)
     try:
         lock.acquire()
     except tunnelstate.LockHeld:
-        log.info("another supervisor runs for profile %s; exiting", args.profile)
+        log.info("another supervisor runs for profile %s; exiting", profile_name)
         return 3
-    supervisor = Supervisor(profile, args.profile, explicit_port=args.explicit_port, logger=log)
+    supervisor = Supervisor(
+        profile, profile_name, explicit_port=explicit_port, logger=log, on_status=_notify_ready(ready_fd)
+    )
     try:
-        log.info("supervisor starting (detached) for %s", args.profile)
+        log.info("supervisor starting (detached) for %s", profile_name)
         try:
             supervisor.start()
         except ConnectError as exc:
@@ -640,9 +825,24 @@ def _main(argv: Sequence[str] | None = None) -> int:
     except BaseException:
         log.exception("supervisor crashed")
         supervisor.stop_engine()
-        raise
+        return 1
     finally:
         lock.release()
+        logging.shutdown()
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
+    """Entry of the spawned background supervisor (Windows, or a caller with threads)."""
+    parser = argparse.ArgumentParser(prog="wa_onboard.core.supervisor", add_help=False)
+    parser.add_argument("--profile", default=DEFAULT_PROFILE)
+    parser.add_argument("--profile-json", required=True)
+    parser.add_argument("--explicit-port", action="store_true")
+    parser.add_argument("--ready-fd", type=int, default=None)
+    args = parser.parse_args(argv)
+    if args.ready_fd is not None:
+        os.set_inheritable(args.ready_fd, False)  # ours alone, not the ssh processes'
+    profile = Profile.make(json.loads(args.profile_json))
+    return _serve(profile, args.profile, args.explicit_port, args.ready_fd)
 
 
 if __name__ == "__main__":
