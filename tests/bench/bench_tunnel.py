@@ -305,7 +305,8 @@ def main() -> None:
             time.sleep(1.5)
             add("ours", "connect with live master s", timed([*wa, "connect", "--detach", *flags]))
             run([*wa, "disconnect"])
-            master.kill()
+            master.terminate()  # SIGTERM: ssh removes its control socket (SIGKILL would leave it stale)
+            master.wait(10)
         # recovery after a 10 s cut of the laptop-jump link
         for who in ("ours", "plain"):
             for _ in range(max(1, opts.rounds // 2)):
