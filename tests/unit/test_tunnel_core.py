@@ -576,9 +576,13 @@ def test_readiness_wait_ends_when_the_supervisor_is_gone() -> None:
         os.close(write)
 
 
-def test_no_control_socket_means_no_master_to_ask(isolated_home: Path) -> None:
-    control = sshfiles.control_dir()
-    control.mkdir(parents=True, exist_ok=True)
+def test_no_control_socket_means_no_master_to_ask(
+    isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a long temp HOME makes control_dir() fall back to a per-user dir in /tmp: keep this test out of it
+    control = isolated_home / "cm"
+    monkeypatch.setattr(sshfiles, "control_dir", lambda: control)
+    control.mkdir(mode=0o700)
     assert not _control_sockets_exist()
     (control / "cm-0123").touch()
     assert _control_sockets_exist()

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from wa_onboard.core import known_hosts, sshfiles, validate
+from wa_onboard.core import known_hosts, sshfiles, tunnelstate, validate
 from wa_onboard.core.engine import ConnectError, Failure
 from wa_onboard.core.profile import DEFAULT_PROFILE, Profile
 from wa_onboard.core.prompts import HostKeyQuestion, Prompter, SecretKind, SecretQuestion
@@ -496,18 +496,30 @@ class OpenSshEngine:
         self._control(self.ws_hop, "cancel", "-L", self._forward_spec(local_port, remote_port))
 
     def close(self) -> None:
-        """Stop both masters (ours, by their control sockets) and make sure no ssh of ours is left."""
-        for hop in (self.ws_hop, self.jump_hop):
-            self._control(hop, "exit", timeout=5.0)
+        """Stop the masters this engine started, and every ssh they started; leave the rest alone.
+
+        Masters that were already up when we logged in (the background tunnel's, or one the member
+        opened with ``ssh wa-ws``) belong to someone else: closing a setup or doctor run must not take
+        the tunnel down with it.
+        """
         with self._lock:
             owned = list(self._masters.values())
             self._masters.clear()
+        if not owned:
+            return
+        # ProxyJump's `ssh -W` is a child of the master: note the family before it is orphaned.
+        family = [
+            pid
+            for pid in our_ssh_processes(self.config, (self.jump_hop.alias, self.ws_hop.alias))
+            if _descends_from(pid, os.getpid())
+        ]
         for master in owned:
+            self._control(master.hop, "exit", timeout=5.0)
             with contextlib.suppress(Exception):  # already gone is what we want
                 master.child.close(force=True)
         deadline = time.monotonic() + 3.0
         while True:
-            left = our_ssh_processes(self.config, (self.jump_hop.alias, self.ws_hop.alias))
+            left = [pid for pid in family if tunnelstate.process_alive(pid)]
             if not left or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
@@ -570,6 +582,22 @@ def our_ssh_processes(config: str, aliases: tuple[str, ...]) -> list[int]:
         if config in words and any(alias in words for alias in aliases):
             found.append(int(entry))
     return found
+
+
+def _descends_from(pid: int, ancestor: int) -> bool:
+    """Whether ``ancestor`` is ``pid``'s parent, grandparent, ... (Linux: /proc)."""
+    seen = 0
+    while pid > 1 and seen < 64:
+        if pid == ancestor:
+            return True
+        try:
+            with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as handle:  # noqa: PTH123
+                stat = handle.read()
+        except OSError:
+            return False
+        pid = int(stat.rsplit(")", 1)[1].split()[1])  # the field after the state is the ppid
+        seen += 1
+    return False
 
 
 def _kill(pid: int) -> None:

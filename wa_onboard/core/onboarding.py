@@ -249,26 +249,15 @@ class MakeKey(Step):
             sshfiles.write_config(ctx.profile, _options(ctx).profile_name)
 
 
-def _borrows_masters(engine: Engine) -> bool:
-    """OpenSSH shares connections: when both control masters are up before we log in (the background
-    tunnel's), this engine starts nothing, and closing it would take the tunnel's connection down."""
-    master_pid = getattr(engine, "master_pid", None)
-    hops = (getattr(engine, "jump_hop", None), getattr(engine, "ws_hop", None))
-    return callable(master_pid) and all(hop is not None and master_pid(hop) is not None for hop in hops)
-
-
 def _login(ctx: StepContext, prompter: Prompter, *, interactive: bool) -> None:
     """Log in with a new engine; it carries the rest of the run (``close`` ends it)."""
     engine = _new_engine(ctx)
-    borrowed = _borrows_masters(engine)
     try:
         engine.login(prompter, interactive=interactive)
     except BaseException:
-        if not borrowed:
-            engine.close()
+        engine.close()  # closes only what this engine started: a live background tunnel stays
         raise
     ctx.state["engine"] = engine
-    ctx.state["engine_borrowed"] = borrowed
 
 
 class Login(Step):
@@ -695,9 +684,8 @@ def build_plan(profile: Profile | None = None) -> list[Step]:
 def close(ctx: StepContext) -> None:
     """End the connection the steps opened (the background tunnel has its own)."""
     engine = ctx.state.pop("engine", None)
-    borrowed = ctx.state.pop("engine_borrowed", False)
     ctx.state.pop("workstation", None)
-    if engine is not None and not borrowed:
+    if engine is not None:
         engine.close()
 
 
