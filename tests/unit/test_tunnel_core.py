@@ -586,3 +586,16 @@ def test_no_control_socket_means_no_master_to_ask(
     assert not _control_sockets_exist()
     (control / "cm-0123").touch()
     assert _control_sockets_exist()
+
+
+@pytest.mark.parametrize("engine", ["openssh", "paramiko"])
+def test_a_reconnect_uses_a_short_connect_timeout_with_either_engine(engine: str) -> None:
+    from wa_onboard.core.supervisor import RECONNECT_CONNECT_TIMEOUT, make_engine
+
+    profile = Profile(user="bbadger", engine=engine)
+    short = make_engine(profile, "default", reconnecting=True).connect_timeout  # type: ignore[attr-defined]
+    first = make_engine(profile, "default").connect_timeout  # type: ignore[attr-defined]
+    assert short == RECONNECT_CONNECT_TIMEOUT
+    assert (
+        first is None or first > short
+    )  # the engine's own default (ssh's ConnectTimeout 10, paramiko's 15 s)

@@ -195,15 +195,14 @@ class Backoff:
 
 def make_engine(profile: Profile, profile_name: str, *, reconnecting: bool = False) -> Engine:
     """The engine the profile names; a reconnect uses a short connect timeout."""
+    timeout = RECONNECT_CONNECT_TIMEOUT if reconnecting else None
     if profile.engine == "paramiko":
-        module = importlib.import_module("wa_onboard.core.engine_paramiko")
-        engine: Engine = module.ParamikoEngine(profile, profile_name)
+        module = importlib.import_module("wa_onboard.core.engine_paramiko")  # paramiko only when chosen
+        engine: Engine = module.ParamikoEngine(profile, profile_name, connect_timeout=timeout)
         return engine
     from wa_onboard.core.engine_openssh import OpenSshEngine
 
-    return OpenSshEngine(
-        profile, profile_name, connect_timeout=RECONNECT_CONNECT_TIMEOUT if reconnecting else None
-    )
+    return OpenSshEngine(profile, profile_name, connect_timeout=timeout)
 
 
 def _owned_pids(engine: Engine) -> set[int]:
