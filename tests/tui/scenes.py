@@ -184,6 +184,9 @@ def _conda_fails_backend() -> FakeBackend:
 async def _failed(pilot: Pilot[int]) -> None:
     await through_form(pilot)
     await wait_for(pilot, lambda: not pilot.app.screen.query_one("#failure").has_class("hidden"), "failure")
+    await pilot.app.workers.wait_for_complete()
+    log = pilot.app.screen.query_one("#log")
+    await wait_for(pilot, lambda: log.scroll_y == log.max_scroll_y, "the log to show its end")  # type: ignore[attr-defined]
     await pilot.pause()
 
 

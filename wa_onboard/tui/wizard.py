@@ -421,6 +421,9 @@ class RunScreen(WaScreen):
         self.query_one("#run").add_class("-failed")
         self.query_one("#retry", Button).focus()
         self.refresh_bindings()
+        # the panel shrinks the log: once laid out again, show its end (the failing tool's last words)
+        log = self.query_one("#log", RichLog)
+        self.call_after_refresh(log.scroll_end, animate=False, immediate=True)
 
     @on(Button.Pressed, "#retry")
     def action_retry(self) -> None:
