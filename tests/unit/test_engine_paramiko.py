@@ -20,11 +20,10 @@ from wa_onboard.core.engine_paramiko import (
     _listen,
     _prefer_known,
     authenticate,
-    secret_kind,
 )
 from wa_onboard.core.errors import Cancelled
 from wa_onboard.core.profile import Profile
-from wa_onboard.core.prompts import ConfirmQuestion, HostKeyQuestion, SecretQuestion
+from wa_onboard.core.prompts import ConfirmQuestion, HostKeyQuestion, SecretQuestion, secret_kind
 
 HOP = Hop("jump host", "bucky", "best-tux.cae.wisc.edu", 22, Failure.JUMP_AUTH)
 KEY = object()
@@ -244,6 +243,8 @@ def test_no_usable_method() -> None:
         ("Verification code: ", "otp"),
         ("Passcode or option (1-3): ", "otp"),
         ("Enter PASSCODE:", "otp"),
+        ("Enter passphrase for key:", "password"),
+        ("(bucky@jump) Password:", "password"),
         ("Favourite colour?", "other"),
     ],
 )

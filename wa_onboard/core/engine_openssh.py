@@ -27,7 +27,7 @@ from typing import Any
 from wa_onboard.core import known_hosts, sshfiles, tunnelstate, validate
 from wa_onboard.core.engine import ConnectError, Failure
 from wa_onboard.core.profile import DEFAULT_PROFILE, Profile
-from wa_onboard.core.prompts import HostKeyQuestion, Prompter, SecretKind, SecretQuestion
+from wa_onboard.core.prompts import OTP_WORDS, HostKeyQuestion, Prompter, SecretQuestion, secret_kind
 from wa_onboard.core.remote import RemoteShell, SubprocessShell
 
 MAX_TRIES = 3
@@ -46,20 +46,11 @@ _FINGERPRINT = re.compile(r"(?P<type>[A-Z0-9-]+) key fingerprint is (?P<fp>SHA25
 _PROMPT = re.compile(r"(?P<line>[^\r\n]*:[ \t]?)\Z")
 _PASSWORD_PROMPT = re.compile(r"(?P<who>[^\s']+@[^\s']+)'s password: ?\Z")
 _KBD_PREFIX = re.compile(r"^\((?P<who>[^\s()]+@[^\s()]+)\) ")
-_OTP_WORDS = re.compile(r"(?i)verification|passcode|one[- ]time|\botp\b|token|\bcode\b|option")
 #: lines ssh prints that are not part of a keyboard-interactive instruction
 _NOISE = re.compile(
     r"(?i)^(warning:|permission denied|authenticated |the authenticity|this key is not known|"
     r"[a-z0-9-]+ key fingerprint|are you sure|please type|pseudo-terminal|channel \d|stdio forward)"
 )
-
-
-def _secret_kind(prompt: str) -> SecretKind:
-    if re.search(r"(?i)password", prompt):
-        return "password"
-    if _OTP_WORDS.search(prompt):
-        return "otp"
-    return "other"
 
 
 @dataclass(frozen=True)
@@ -541,8 +532,8 @@ def _secret_question(after: str, recent: str, hop: Hop) -> SecretQuestion:
         for ln in recent.replace("\r", "").splitlines()
         if ln.strip() and not _NOISE.match(ln.strip())
     ]
-    text = "\n".join([*instructions[-8:], prompt]) if _OTP_WORDS.search(prompt) else prompt
-    return SecretQuestion(text, who, _secret_kind(prompt))
+    text = "\n".join([*instructions[-8:], prompt]) if OTP_WORDS.search(prompt) else prompt
+    return SecretQuestion(text, who, secret_kind(prompt))
 
 
 def _scrub(text: str, secrets_sent: list[str]) -> str:

@@ -37,7 +37,7 @@ from wa_onboard.core import known_hosts, paths
 from wa_onboard.core.engine import ConnectError, Engine, Failure
 from wa_onboard.core.errors import Cancelled
 from wa_onboard.core.profile import DEFAULT_PROFILE, Profile
-from wa_onboard.core.prompts import HostKeyQuestion, Prompter, SecretKind, SecretQuestion
+from wa_onboard.core.prompts import HostKeyQuestion, Prompter, SecretQuestion, secret_kind
 from wa_onboard.core.remote import REMOTE_COMMAND, LineCallback, MarkerParser, RemoteResult, wrap
 
 log = logging.getLogger(__name__)
@@ -60,10 +60,6 @@ AUTH_TIMEOUT = 600.0
 """paramiko gives up on an unanswered prompt after 30 s; the server's LoginGraceTime decides instead."""
 _KEY_ALGORITHMS = {"ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256")}
 """known_hosts key type -> the host-key algorithms that present such a key."""
-_PROMPT_KINDS: tuple[tuple[tuple[str, ...], SecretKind], ...] = (
-    (("password", "passphrase"), "password"),
-    (("code", "passcode", "token", "otp", "one-time", "option"), "otp"),
-)
 _CHANNEL_ERRORS = (paramiko.SSHException, EOFError, OSError)
 
 
@@ -80,15 +76,6 @@ class Hop:
     @property
     def label(self) -> str:
         return f"{self.user}@{self.host}"
-
-
-def secret_kind(prompt: str) -> SecretKind:
-    """Tell a password prompt from an MFA code prompt, so a front end can label the field."""
-    lowered = prompt.lower()
-    for words, kind in _PROMPT_KINDS:
-        if any(word in lowered for word in words):
-            return kind
-    return "other"
 
 
 class AuthTransport(Protocol):

@@ -6,10 +6,26 @@ reads stdin itself: it asks a Prompter, which may refuse (return None / False).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 SecretKind = Literal["password", "otp", "other"]
+
+#: words that mark a one-time code prompt (TOTP's "Verification code:", Duo's "Passcode or option")
+OTP_WORDS = re.compile(r"(?i)verification|passcode|one[- ]time|\botp\b|token|code\b|option")
+_PASSWORD_WORDS = re.compile(r"(?i)password|passphrase")
+
+
+def secret_kind(prompt: str) -> SecretKind:
+    """Tell a password prompt from an MFA code prompt, so a front end can label (and mask) the field.
+
+    Both engines classify with this one function, so a prompt is named the same whichever asks."""
+    if _PASSWORD_WORDS.search(prompt):
+        return "password"
+    if OTP_WORDS.search(prompt):
+        return "otp"
+    return "other"
 
 
 @dataclass(frozen=True)
