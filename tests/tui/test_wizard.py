@@ -304,6 +304,8 @@ def test_the_mouse_works_too(tmp_path: Path) -> None:
             await wait_for(
                 pilot, lambda: not app.screen.query_one("#advanced", Collapsible).collapsed, "advanced"
             )
+            await pilot.wait_for_scheduled_animations()  # the form scrolls as it opens: let it settle
+            await pilot.pause()
             await pilot.click("#advanced CollapsibleTitle")  # and closed again: Continue is in view
             await wait_for(pilot, lambda: app.screen.query_one("#advanced", Collapsible).collapsed, "closed")
             await pilot.pause()
