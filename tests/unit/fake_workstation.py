@@ -193,7 +193,9 @@ class FakeEngine:
         auth = self.ws.home / ".ssh" / "authorized_keys"
         return pub.exists() and auth.exists() and pub.read_text().strip() in auth.read_text().splitlines()
 
-    def login(self, prompter: Prompter, *, interactive: bool) -> None:
+    def login(self, prompter: Prompter, *, interactive: bool, forward: tuple[int, int] | None = None) -> None:
+        if forward is not None:
+            raise NotImplementedError("the fake workstation has no hub to forward to")
         FakeEngine.logins.append(interactive)
         if self._key_installed():
             self.alive = True

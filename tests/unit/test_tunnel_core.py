@@ -187,6 +187,13 @@ JUMP, WS = hops(PROFILE)
             JUMP,
             Failure.HOST_KEY_REJECTED,
         ),
+        (  # ExitOnForwardFailure: the port was taken between our look and ssh's bind
+            "bind [127.0.0.1]:8000: Address already in use\r\n"
+            "channel_setup_fwd_listener_tcpip: cannot listen to port: 8000\r\n"
+            "Could not request local forwarding.",
+            WS,
+            Failure.PORT_BUSY,
+        ),
     ],
 )
 def test_classify(text: str, hop: Any, failure: Failure) -> None:

@@ -60,9 +60,10 @@ class Engine(Protocol):
 
     name: str
 
-    def login(self, prompter: Prompter, *, interactive: bool) -> None:
+    def login(self, prompter: Prompter, *, interactive: bool, forward: tuple[int, int] | None = None) -> None:
         """Authenticate on both hops. With ``interactive=False`` only keys are tried (no prompt ever
-        reaches a person), and a server that wants a password raises PASSWORD_NEEDED."""
+        reaches a person), and a server that wants a password raises PASSWORD_NEEDED.
+        ``forward`` (local, remote): also do ``forward()``, as part of the login where that is cheaper."""
         ...
 
     def is_alive(self) -> bool:

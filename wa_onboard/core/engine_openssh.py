@@ -15,14 +15,13 @@ import collections
 import contextlib
 import os
 import re
-import secrets
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any, cast
 
 from wa_onboard.core import known_hosts, sshfiles, tunnelstate, validate
 from wa_onboard.core.engine import ConnectError, Failure
@@ -40,6 +39,10 @@ _HOSTKEY_QUESTION = re.compile(
     r"The authenticity of host '(?P<host>[^']*)' can't be established\.(?P<body>.*?)"
     r"\(yes/no(?:/\[fingerprint\])?\)\? ?\Z",
     re.S,
+)
+#: ExitOnForwardFailure: the port was free when we looked, and taken before ssh could bind it
+_BIND_FAILED = re.compile(
+    r"bind \[?[^\]\s]*\]?:(\d+): Address already in use|Could not request local forwarding"
 )
 _FINGERPRINT = re.compile(r"(?P<type>[A-Z0-9-]+) key fingerprint is (?P<fp>SHA256:[A-Za-z0-9+/=]+)")
 #: a prompt: the last line of what ssh printed, ending in ':' (a question ssh waits on), no newline
@@ -109,6 +112,15 @@ def classify(transcript: str, hop: Hop, jump: Hop, *, interactive: bool = True) 
             Failure.HOST_KEY_REJECTED,
             f"the host key of {hop.host} is not trusted yet",
             "connect once in a terminal to review its fingerprint (or pass --yes to accept a new key)",
+            detail=last,
+        )
+    match = _BIND_FAILED.search(text)
+    if match:
+        port = f" {match.group(1)}" if match.group(1) else ""
+        return ConnectError(
+            Failure.PORT_BUSY,
+            f"the local port{port} was taken by another program just now",
+            "connect again (it picks a free port), or choose one with --local-port",
             detail=last,
         )
     match = re.search(r"Could not resolve hostname (\S+?):", text)
@@ -266,7 +278,9 @@ class OpenSshEngine:
 
     # -- Engine ---------------------------------------------------------------------------------
 
-    def login(self, prompter: Prompter, *, interactive: bool = True) -> None:
+    def login(
+        self, prompter: Prompter, *, interactive: bool = True, forward: tuple[int, int] | None = None
+    ) -> None:
         if not sshfiles.has_control_master():
             raise ConnectError(
                 Failure.OTHER,
@@ -280,14 +294,19 @@ class OpenSshEngine:
         try:
             for hop in (self.jump_hop, self.ws_hop):
                 if maybe_live and self.master_pid(hop) is not None:
+                    if hop is self.ws_hop and forward is not None:
+                        self.forward(*forward)
                     continue
-                self._start_master(hop, prompter, interactive, accepted)
+                # a new workstation master listens on the forward itself: one ssh process less
+                extra = ["-L", self._forward_spec(*forward)] if hop is self.ws_hop and forward else []
+                if interactive:
+                    self._start_master(hop, prompter, accepted, extra)
+                else:
+                    self._start_batch_master(hop, extra)
         finally:
             accepted.clear()
 
-    def _spawn(self, hop: Hop, interactive: bool, marker: str) -> Any:
-        import pexpect
-
+    def _master_argv(self, hop: Hop, marker: str, extra: list[str], *, batch: bool) -> list[str]:
         options = [
             "-N",
             "-o",
@@ -298,29 +317,67 @@ class OpenSshEngine:
             "PermitLocalCommand=yes",
             "-o",
             f"LocalCommand=echo {marker}",
+            *extra,
         ]
-        if not interactive:
+        if batch:
             options += ["-o", "BatchMode=yes"]
         if self.connect_timeout is not None:
             options += ["-o", f"ConnectTimeout={int(self.connect_timeout)}"]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SSH_ASKPASS")}
-        env.update(SHELL="/bin/sh", LC_ALL="C")
-        argv = self._argv(hop, *options)
+        return self._argv(hop, *options)
+
+    def _spawn(self, hop: Hop, marker: str, extra: list[str]) -> Any:
+        import pexpect
+
+        argv = self._master_argv(hop, marker, extra, batch=False)
         return pexpect.spawn(
             argv[0],
             argv[1:],
-            env=env,
+            env=_ssh_env(),
             encoding="utf-8",
             codec_errors="replace",
             dimensions=(24, 500),
             echo=False,
         )
 
-    def _start_master(self, hop: Hop, prompter: Prompter, interactive: bool, accepted: list[str]) -> None:
+    def _start_batch_master(self, hop: Hop, extra: list[str]) -> None:
+        """A key-only master (the supervisor's connects and reconnects): with BatchMode ssh never asks
+        anything, so it needs no terminal, and a pipe starts faster than pexpect's pty."""
+        marker = _marker()
+        child = _PipeChild(self._master_argv(hop, marker, extra, batch=True))
+        transcript = ""
+        deadline = time.monotonic() + self.login_timeout
+        try:
+            while marker not in transcript:
+                chunk = child.read(max(0.0, deadline - time.monotonic()))
+                if chunk is None:  # ssh exited: its last words say why
+                    child.close()
+                    raise classify(transcript, hop, self.jump_hop, interactive=False)
+                if not chunk and time.monotonic() >= deadline:
+                    child.close()
+                    raise _timed_out(hop, self.login_timeout, transcript)
+                transcript += chunk
+        except BaseException:
+            child.close()
+            child.output.close()  # no reader thread yet: ours to close
+            raise
+        self._adopt(hop, child, transcript.split(marker, 1)[0])
+
+    def _adopt(self, hop: Hop, child: Any, transcript: str) -> None:
+        """A master is up: keep its last words and drain its output from now on."""
+        master = _Master(hop, child)
+        master.lines.extend(_scrub(transcript, []).splitlines()[-20:])
+        master.reader = threading.Thread(
+            target=self._drain, args=(master,), name=f"ssh-{hop.alias}", daemon=True
+        )
+        with self._lock:
+            self._masters[hop.role] = master
+        master.reader.start()
+
+    def _start_master(self, hop: Hop, prompter: Prompter, accepted: list[str], extra: list[str]) -> None:
         import pexpect
 
-        marker = f"__WA_ONBOARD_READY_{secrets.token_hex(6)}__"
-        child = self._spawn(hop, interactive, marker)
+        marker = _marker()
+        child = self._spawn(hop, marker, extra)
         transcript: list[str] = []
         sent: list[str] = []  # secrets we typed, scrubbed from anything we keep
         asked: collections.Counter[tuple[str, str]] = collections.Counter()
@@ -332,16 +389,10 @@ class OpenSshEngine:
                 transcript.append(_scrub(child.before or "", sent))
                 if index in (3, 4):
                     if index == 4:
-                        transcript.append("\n(timed out waiting for ssh)")
                         child.close(force=True)
-                        raise ConnectError(
-                            Failure.TIMEOUT,
-                            f"{hop.host} did not answer within {int(self.login_timeout)} s",
-                            "check your network; the host may be overloaded",
-                            detail=_last_meaningful_line("".join(transcript)),
-                        )
+                        raise _timed_out(hop, self.login_timeout, "".join(transcript))
                     child.close()
-                    raise classify("".join(transcript), hop, self.jump_hop, interactive=interactive)
+                    raise classify("".join(transcript), hop, self.jump_hop, interactive=True)
                 after = str(child.after)
                 if index == 0:
                     break
@@ -391,14 +442,7 @@ class OpenSshEngine:
             raise
         finally:
             sent.clear()
-        master = _Master(hop, child)
-        master.lines.extend(_scrub("".join(transcript), []).splitlines()[-20:])
-        master.reader = threading.Thread(
-            target=self._drain, args=(master,), name=f"ssh-{hop.alias}", daemon=True
-        )
-        with self._lock:
-            self._masters[hop.role] = master
-        master.reader.start()
+        self._adopt(hop, child, "".join(transcript))
 
     def _answer_host_key(self, child: Any, hop: Hop, text: str, prompter: Prompter) -> None:
         match = _HOSTKEY_QUESTION.search(text)
@@ -413,17 +457,13 @@ class OpenSshEngine:
         child.sendline("yes" if fp and prompter.confirm(question) else "no")
 
     def _drain(self, master: _Master) -> None:
-        """Read the master's pty until it ends, so ssh never blocks on a full terminal buffer."""
-        import pexpect
-
+        """Read the master's output until it ends, so ssh never blocks on a full pty or pipe."""
         child, pending = master.child, ""
         while True:
-            try:
-                pending += child.read_nonblocking(4096, timeout=1.0)
-            except pexpect.TIMEOUT:
-                continue
-            except Exception:  # EOF, or the pty went away (close() from another thread)
+            chunk = _read_child(child, 1.0)
+            if chunk is None:  # EOF, or the pty/pipe went away (close() from another thread)
                 return
+            pending += chunk
             *lines, pending = pending.replace("\r", "").split("\n")
             for text in filter(None, (ln.strip() for ln in lines)):
                 master.lines.append(text)
@@ -516,6 +556,88 @@ class OpenSshEngine:
             time.sleep(0.05)
         for pid in left:
             _kill(pid)
+
+
+def _marker() -> str:
+    """What LocalCommand prints once a master listens (unguessable: a host cannot fake it)."""
+    return f"__WA_ONBOARD_READY_{os.urandom(6).hex()}__"
+
+
+def _ssh_env() -> dict[str, str]:
+    """ssh's environment: no askpass helper (prompts come to us), English messages to classify."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SSH_ASKPASS")}
+    env.update(SHELL="/bin/sh", LC_ALL="C")
+    return env
+
+
+def _timed_out(hop: Hop, seconds: float, transcript: str) -> ConnectError:
+    return ConnectError(
+        Failure.TIMEOUT,
+        f"{hop.host} did not answer within {int(seconds)} s",
+        "check your network; the host may be overloaded",
+        detail=_last_meaningful_line(transcript),
+    )
+
+
+class _PipeChild:
+    """A batch-mode ssh on a pipe (stdout and stderr), in its own session like pexpect's children:
+    a Ctrl-C meant for us never reaches it, and it ends when we stop reading (SIGPIPE)."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=_ssh_env(),
+            start_new_session=True,
+        )
+        self.output = cast("IO[bytes]", self.proc.stdout)
+        self.pid = self.proc.pid
+
+    def read(self, timeout: float) -> str | None:
+        """What ssh printed within ``timeout`` ("" for nothing yet); None once its output closed.
+        Only the reader closes the pipe (at its end): a pipe closed under a reader could have its
+        number reused by another file before the reader's next select."""
+        import select
+
+        if self.output.closed:
+            return None
+        ready, _, _ = select.select([self.output], [], [], timeout)
+        if not ready:
+            return ""
+        data = os.read(self.output.fileno(), 4096)
+        if not data:
+            self.output.close()
+            return None
+        return data.decode("utf-8", "replace")
+
+    def isalive(self) -> bool:
+        return self.proc.poll() is None
+
+    def close(self, force: bool = False) -> None:
+        """Stop ssh (and reap it); the reader sees the end of its output."""
+        if self.proc.poll() is None:
+            self.proc.kill() if force else self.proc.terminate()
+            try:
+                self.proc.wait(3.0)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def _read_child(child: Any, timeout: float) -> str | None:
+    """A chunk of a master's output ("" for nothing yet), None at its end: pipe or pexpect pty."""
+    if isinstance(child, _PipeChild):
+        return child.read(timeout)
+    import pexpect
+
+    try:
+        return str(child.read_nonblocking(4096, timeout=timeout))
+    except pexpect.TIMEOUT:
+        return ""
+    except Exception:  # EOF, or the pty went away (close() from another thread)
+        return None
 
 
 def _secret_question(after: str, recent: str, hop: Hop) -> SecretQuestion:

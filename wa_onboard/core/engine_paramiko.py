@@ -282,7 +282,12 @@ class ParamikoEngine:
 
     # -- the Engine protocol ---------------------------------------------------------------------
 
-    def login(self, prompter: Prompter, *, interactive: bool) -> None:
+    def login(self, prompter: Prompter, *, interactive: bool, forward: tuple[int, int] | None = None) -> None:
+        self._login(prompter, interactive)
+        if forward is not None:
+            self.forward(*forward)
+
+    def _login(self, prompter: Prompter, interactive: bool) -> None:
         if self.is_alive():
             return
         self.close()

@@ -316,8 +316,7 @@ class Supervisor:
         engine = self.engine_factory(False)
         self.engine = engine
         try:
-            engine.login(prompter or NoPrompter(), interactive=interactive)
-            self._forward(engine)
+            self._login_and_forward(engine, prompter or NoPrompter(), interactive)
             # the version rides along with the health probe instead of after it: one round trip
             version: list[str | None] = []
             fetch = threading.Thread(
@@ -338,6 +337,16 @@ class Supervisor:
         self.since = time.time()
         self.hub_version = version[0] if version else None
         return self._publish(TunnelState.UP, "connected", latency_ms=probe.latency_ms)
+
+    def _login_and_forward(self, engine: Engine, prompter: Prompter, interactive: bool) -> None:
+        """Log in and forward the local port. A free port goes with the login (OpenSSH's new master
+        listens on it from the start: one ``ssh -O forward`` less); a busy one is looked at after."""
+        if tunnelstate.port_is_free(self.local_port):
+            forward = (self.local_port, self.profile.remote_port)
+            engine.login(prompter, interactive=interactive, forward=forward)
+            return
+        engine.login(prompter, interactive=interactive)
+        self._forward(engine)
 
     def _forward(self, engine: Engine) -> None:
         """Pick the local port (reusing our own forward, avoiding a foreign holder) and forward it."""
@@ -407,8 +416,7 @@ class Supervisor:
             engine = self.engine_factory(True)
             self.engine = engine
             try:
-                engine.login(NoPrompter(), interactive=False)
-                self._forward(engine)
+                self._login_and_forward(engine, NoPrompter(), False)
             except ConnectError as exc:
                 self.stop_engine()
                 if exc.failure in STOP_FAILURES:
