@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from lab import Lab, Member
 from test_tunnel_paramiko import Driver
+from tunnel_cli import connect_args
 
 DRIVER = Path(__file__).resolve().parent / "openssh_driver.py"
 PORT = 18000
@@ -98,23 +99,7 @@ def secrets_asked(d: Driver) -> list[dict[str, Any]]:
 
 
 def connect(cli: Any, lab: Lab, member: Member, *extra: str) -> subprocess.CompletedProcess[str]:
-    return cli(
-        "connect",
-        "--detach",
-        "--yes",
-        "--no-browser",
-        "--user",
-        member.name,
-        "--jump",
-        lab.jump_host,
-        "--host",
-        lab.ws_host,
-        "--remote-port",
-        str(lab.hub_port),
-        "--base-url",
-        lab.base_url,
-        *extra,
-    )
+    return cli(*connect_args(lab, member, "--detach", *extra))
 
 
 def status(cli: Any) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from lab import Lab, Member
+from tunnel_cli import connect_args
 
 DRIVER = Path(__file__).resolve().parent / "paramiko_driver.py"
 
@@ -326,26 +327,7 @@ def test_connect_status_disconnect_with_the_paramiko_engine(
         )
 
     try:
-        up = cli(
-            "connect",
-            "--detach",
-            "--yes",
-            "--no-browser",
-            "--engine",
-            "paramiko",
-            "--user",
-            member.name,
-            "--jump",
-            lab.jump_host,
-            "--host",
-            lab.ws_host,
-            "--remote-port",
-            str(lab.hub_port),
-            "--base-url",
-            lab.base_url,
-            "--local-port",
-            "18001",
-        )
+        up = cli(*connect_args(lab, member, "--detach", "--local-port", "18001", engine="paramiko"))
         assert up.returncode == 0, up.stdout + up.stderr
         status = json.loads(cli("status", "--json").stdout)
         assert status["connected"] is True and status["local_port"] == 18001 and status["hub_version"]
