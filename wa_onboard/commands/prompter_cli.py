@@ -16,14 +16,14 @@ from wa_onboard.core.prompts import ConfirmQuestion, HostKeyQuestion, SecretQues
 
 
 def _has_tty() -> bool:
+    if sys.platform == "win32":  # no /dev/tty (and no O_NOCTTY)
+        return sys.stdin.isatty()
     try:
-        fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY) if os.name == "posix" else -1
+        fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
     except OSError:
         return False
-    if fd >= 0:
-        os.close(fd)
-        return True
-    return sys.stdin.isatty()
+    os.close(fd)
+    return True
 
 
 class CliPrompter:

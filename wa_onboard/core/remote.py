@@ -13,6 +13,7 @@ import secrets
 import shlex
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -193,7 +194,7 @@ class SubprocessShell:
 
 
 def _kill_group(proc: subprocess.Popen[str]) -> None:
-    if os.name == "posix":
+    if sys.platform != "win32":  # the form mypy narrows: killpg and SIGKILL exist only here
         try:
             os.killpg(proc.pid, signal.SIGKILL)
             return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 from wa_onboard.core import paths, sshfiles, tunnelstate
@@ -59,7 +60,7 @@ def key(ctx: DoctorContext) -> Outcome:
         return fail(
             f"no key at {path}", f"{ctx.command('setup')} makes one and installs it (asks your password once)"
         )
-    if os.name == "posix":
+    if sys.platform != "win32":  # not os.name: mypy narrows on sys.platform only (os.getuid)
         if path.stat().st_uid != os.getuid():
             return fail(f"{path} belongs to another user", f"sudo chown $USER {path}")
         if _mode(path) & 0o077:
