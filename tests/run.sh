@@ -23,4 +23,5 @@ fi
 "$venv/bin/ruff" check .
 "$venv/bin/ruff" format --check .
 "$venv/bin/mypy"
+"$venv/bin/mypy" --platform win32 wa_onboard/core wa_onboard/commands  # the Windows branches, typed
 exec "$venv/bin/python" -m pytest "$@"

@@ -15,6 +15,7 @@ import re
 import signal
 import sys
 import termios
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -170,3 +171,39 @@ def test_spawned_supervisor_is_waited_for_through_the_state_file(
             d.proc.kill()
             d.proc.wait(10)
         laptop_cli(lab, laptop_home, "disconnect")  # only after the checks: it must not hide leftovers
+
+
+@pytest.mark.parametrize("engine", ["openssh", "paramiko"])
+def test_a_killed_background_tunnel_takes_its_ssh_along(
+    lab: Lab, member: Member, laptop_home: Path, monkeypatch: pytest.MonkeyPatch, engine: str
+) -> None:
+    """SIGKILL (a crash, the OOM killer) gives the supervisor no chance to clean up: its masters must
+    still end (their pty hangs up), or they would hold the port with nothing of ours to stop them."""
+    authorize_key(laptop_home, member, monkeypatch)
+    up = laptop_cli(
+        lab, laptop_home, *connect_args(lab, member, "--detach", "--local-port", str(PORT), engine=engine)
+    )
+    assert up.returncode == 0, up.stderr
+    record = tunnelstate.read_record("default")
+    assert record is not None and laptop_get(lab, PORT) == 200
+    if engine == "openssh":
+        names = sshfiles.aliases()
+        assert our_ssh_processes(str(sshfiles.config_path()), (names.jump, names.ws))
+
+    os.kill(record.pid, signal.SIGKILL)
+    deadline = time.monotonic() + STOP_WAIT
+    left = leftovers(lab, laptop_home)
+    while time.monotonic() < deadline and (left["ssh"] or left["listening"] or left["lock_held"]):
+        time.sleep(0.2)
+        left = leftovers(lab, laptop_home)
+    assert {**left, "state_file": False} == NOTHING_LEFT  # the state file stays: nobody removed it
+    down = laptop_cli(lab, laptop_home, "status")
+    assert down.returncode == 1 and down.stdout.startswith("not connected"), down.stdout
+    # and the next connect just works, on the same port
+    again = laptop_cli(
+        lab, laptop_home, *connect_args(lab, member, "--detach", "--local-port", str(PORT), engine=engine)
+    )
+    assert again.returncode == 0, again.stderr
+    assert laptop_get(lab, PORT) == 200
+    assert laptop_cli(lab, laptop_home, "disconnect").returncode == 0
+    assert leftovers(lab, laptop_home) == NOTHING_LEFT

@@ -222,6 +222,51 @@ def test_key_login_connect_status_disconnect(
     assert laptop_get(lab, PORT) == 0
 
 
+def test_riding_the_members_own_master_disconnect_takes_back_only_our_forward(
+    lab: Lab, member: Member, laptop_home: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A master the member opened (``ssh wa-ws`` through the Include) is theirs: connect rides it,
+    and disconnect must close our port on it without ending their session."""
+    authorize_key(laptop_home, member, monkeypatch)
+    assert connect(cli, lab, member, "--local-port", str(PORT)).returncode == 0  # writes our config
+    assert cli("disconnect").returncode == 0
+    from wa_onboard.core import sshfiles
+
+    ws = sshfiles.aliases().ws
+    theirs = lab.laptop_popen(
+        [
+            "ssh",
+            "-F",
+            str(sshfiles.config_path()),
+            "-N",
+            "-o",
+            "ControlMaster=yes",
+            "-o",
+            "ControlPersist=no",
+            ws,
+        ],
+        env={"HOME": str(laptop_home)},
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        check = ["ssh", "-F", str(sshfiles.config_path()), "-O", "check", ws]
+        deadline = time.monotonic() + 30
+        while lab.laptop_run(check, env={"HOME": str(laptop_home)}).returncode != 0:
+            assert theirs.poll() is None and time.monotonic() < deadline, "the member's master did not start"
+            time.sleep(0.1)
+        up = connect(cli, lab, member, "--local-port", str(PORT))
+        assert up.returncode == 0, up.stderr
+        assert laptop_get(lab, PORT) == 200
+        assert cli("disconnect").returncode == 0
+        assert laptop_get(lab, PORT) == 0
+        assert lab.laptop_run(["ss", "-Hltn", f"sport = :{PORT}"]).stdout.strip() == ""
+        assert theirs.poll() is None  # their session goes on
+        assert lab.laptop_run(check, env={"HOME": str(laptop_home)}).returncode == 0
+    finally:
+        theirs.terminate()
+        theirs.wait(10)
+
+
 @pytest.mark.parametrize(
     ("host", "says"),
     [

@@ -458,6 +458,28 @@ def test_probe_tells_503_and_404_apart(code: int, failure: Failure | None) -> No
         server.shutdown()
 
 
+def test_probe_reads_the_version_from_the_hub_header_without_a_second_request() -> None:
+    paths_asked: list[str] = []
+
+    class Versioned(_Hub):
+        def do_GET(self) -> None:
+            paths_asked.append(self.path)
+            self.send_response(200)
+            self.send_header("X-JupyterHub-Version", "6.1.1")  # what every JupyterHub handler sets
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Versioned)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        probe = probe_hub(port, "/jupyter", timeout=2.0)
+        assert probe.ok and probe.version == "6.1.1"
+        assert hub_version(port, "/jupyter", probe=probe) == "6.1.1"
+    finally:
+        server.shutdown()
+    assert paths_asked == ["/jupyter/hub/health"]
+
+
 def test_probe_reset_by_the_far_end_is_forward_refused() -> None:
     # what ssh's forward does when nothing listens on the workstation: accept, then close
     listener = socket.socket()
@@ -557,8 +579,9 @@ def test_hub_version_from_a_keep_alive_server_does_not_wait_for_eof() -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), KeepAlive)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        assert hub_version(server.server_address[1], "/jupyter", timeout=2.0) == "6.1.1"
-        assert probe_hub(server.server_address[1], "/jupyter", timeout=2.0).ok
+        probe = probe_hub(server.server_address[1], "/jupyter", timeout=2.0)
+        assert probe.ok and probe.version is None  # no header (a proxy may drop it): ask /hub/api
+        assert hub_version(server.server_address[1], "/jupyter", timeout=2.0, probe=probe) == "6.1.1"
     finally:
         server.shutdown()
 

@@ -201,11 +201,9 @@ def status(ctx: CommandContext, profile: Profile) -> int:
 
 def disconnect(ctx: CommandContext, profile: Profile) -> int:
     name = ctx.profile_name
+    # the supervisor's masters end with it, even after a crash (their pty hangs up); masters the
+    # member opened (`ssh wa-ws` through the Include) are theirs, and stay
     pid = sup.stop_supervisor(name)
-    if profile.engine == "openssh" and sys.platform != "win32":
-        from wa_onboard.core.engine_openssh import OpenSshEngine
-
-        OpenSshEngine(profile, name).close()  # masters left by setup or a crashed run
     if not tunnelstate.lock_is_held(name):
         tunnelstate.remove_record(name)
     _out(f"stopped the tunnel of profile {name} (pid {pid})" if pid else f"no tunnel was running for {name}")

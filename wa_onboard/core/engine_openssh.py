@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO, Any, cast
+from typing import Any
 
 from wa_onboard.core import known_hosts, sshfiles, tunnelstate, validate
 from wa_onboard.core.engine import ConnectError, Failure
@@ -240,6 +240,9 @@ class OpenSshEngine:
         self.on_output = on_output
         self.jump_hop, self.ws_hop = hops(profile, profile_name)
         self._masters: dict[str, _Master] = {}
+        self._forwards: list[str] = []
+        """Forwards added with ``-O forward``: on a master we did not start they outlive us unless
+        cancelled (a member's own ``ssh wa-ws`` would keep listening on our port)."""
         self._lock = threading.Lock()
 
     # -- plumbing -------------------------------------------------------------------------------
@@ -299,14 +302,17 @@ class OpenSshEngine:
                     continue
                 # a new workstation master listens on the forward itself: one ssh process less
                 extra = ["-L", self._forward_spec(*forward)] if hop is self.ws_hop and forward else []
-                if interactive:
-                    self._start_master(hop, prompter, accepted, extra)
-                else:
-                    self._start_batch_master(hop, extra)
+                self._start_master(hop, prompter, interactive, accepted, extra)
         finally:
             accepted.clear()
 
-    def _master_argv(self, hop: Hop, marker: str, extra: list[str], *, batch: bool) -> list[str]:
+    def _spawn(self, hop: Hop, interactive: bool, marker: str, extra: list[str]) -> Any:
+        """ssh on a pty of its own, which is its controlling terminal: when we die (even by SIGKILL)
+        the pty closes and the kernel hangs the master up, so no master outlives its supervisor.
+        (A pipe spawns a little faster, but a master on a pipe lives on after a crash, holding the
+        port, and nothing of ours would stop it.)"""
+        import pexpect
+
         options = [
             "-N",
             "-o",
@@ -319,16 +325,11 @@ class OpenSshEngine:
             f"LocalCommand=echo {marker}",
             *extra,
         ]
-        if batch:
+        if not interactive:
             options += ["-o", "BatchMode=yes"]
         if self.connect_timeout is not None:
             options += ["-o", f"ConnectTimeout={int(self.connect_timeout)}"]
-        return self._argv(hop, *options)
-
-    def _spawn(self, hop: Hop, marker: str, extra: list[str]) -> Any:
-        import pexpect
-
-        argv = self._master_argv(hop, marker, extra, batch=False)
+        argv = self._argv(hop, *options)
         return pexpect.spawn(
             argv[0],
             argv[1:],
@@ -338,29 +339,6 @@ class OpenSshEngine:
             dimensions=(24, 500),
             echo=False,
         )
-
-    def _start_batch_master(self, hop: Hop, extra: list[str]) -> None:
-        """A key-only master (the supervisor's connects and reconnects): with BatchMode ssh never asks
-        anything, so it needs no terminal, and a pipe starts faster than pexpect's pty."""
-        marker = _marker()
-        child = _PipeChild(self._master_argv(hop, marker, extra, batch=True))
-        transcript = ""
-        deadline = time.monotonic() + self.login_timeout
-        try:
-            while marker not in transcript:
-                chunk = child.read(max(0.0, deadline - time.monotonic()))
-                if chunk is None:  # ssh exited: its last words say why
-                    child.close()
-                    raise classify(transcript, hop, self.jump_hop, interactive=False)
-                if not chunk and time.monotonic() >= deadline:
-                    child.close()
-                    raise _timed_out(hop, self.login_timeout, transcript)
-                transcript += chunk
-        except BaseException:
-            child.close()
-            child.output.close()  # no reader thread yet: ours to close
-            raise
-        self._adopt(hop, child, transcript.split(marker, 1)[0])
 
     def _adopt(self, hop: Hop, child: Any, transcript: str) -> None:
         """A master is up: keep its last words and drain its output from now on."""
@@ -373,11 +351,13 @@ class OpenSshEngine:
             self._masters[hop.role] = master
         master.reader.start()
 
-    def _start_master(self, hop: Hop, prompter: Prompter, accepted: list[str], extra: list[str]) -> None:
+    def _start_master(
+        self, hop: Hop, prompter: Prompter, interactive: bool, accepted: list[str], extra: list[str]
+    ) -> None:
         import pexpect
 
         marker = _marker()
-        child = self._spawn(hop, marker, extra)
+        child = self._spawn(hop, interactive, marker, extra)
         transcript: list[str] = []
         sent: list[str] = []  # secrets we typed, scrubbed from anything we keep
         asked: collections.Counter[tuple[str, str]] = collections.Counter()
@@ -392,7 +372,7 @@ class OpenSshEngine:
                         child.close(force=True)
                         raise _timed_out(hop, self.login_timeout, "".join(transcript))
                     child.close()
-                    raise classify("".join(transcript), hop, self.jump_hop, interactive=True)
+                    raise classify("".join(transcript), hop, self.jump_hop, interactive=interactive)
                 after = str(child.after)
                 if index == 0:
                     break
@@ -513,8 +493,12 @@ class OpenSshEngine:
         return f"127.0.0.1:{local}:localhost:{remote}"
 
     def forward(self, local_port: int, remote_port: int) -> None:
-        code, out = self._control(self.ws_hop, "forward", "-L", self._forward_spec(local_port, remote_port))
-        if code != 0:
+        spec = self._forward_spec(local_port, remote_port)
+        code, out = self._control(self.ws_hop, "forward", "-L", spec)
+        if code == 0:
+            with self._lock:
+                self._forwards.append(spec)
+        else:
             busy = "Address already in use" in out or "forwarding request failed" in out
             raise ConnectError(
                 Failure.PORT_BUSY if busy else Failure.OTHER,
@@ -522,9 +506,6 @@ class OpenSshEngine:
                 "choose another port with --local-port" if busy else "run wa-onboard doctor",
                 detail=out,
             )
-
-    def cancel_forward(self, local_port: int, remote_port: int) -> None:
-        self._control(self.ws_hop, "cancel", "-L", self._forward_spec(local_port, remote_port))
 
     def close(self) -> None:
         """Stop the masters this engine started, and every ssh they started; leave the rest alone.
@@ -536,6 +517,10 @@ class OpenSshEngine:
         with self._lock:
             owned = list(self._masters.values())
             self._masters.clear()
+            forwards, self._forwards = self._forwards, []
+        if not any(master.hop is self.ws_hop for master in owned):
+            for spec in forwards:  # a borrowed master: take back only what we added to it
+                self._control(self.ws_hop, "cancel", "-L", spec, timeout=5.0)
         if not owned:
             return
         # ProxyJump's `ssh -W` is a child of the master: note the family before it is orphaned.
@@ -579,57 +564,8 @@ def _timed_out(hop: Hop, seconds: float, transcript: str) -> ConnectError:
     )
 
 
-class _PipeChild:
-    """A batch-mode ssh on a pipe (stdout and stderr), in its own session like pexpect's children:
-    a Ctrl-C meant for us never reaches it, and it ends when we stop reading (SIGPIPE)."""
-
-    def __init__(self, argv: list[str]) -> None:
-        self.proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=_ssh_env(),
-            start_new_session=True,
-        )
-        self.output = cast("IO[bytes]", self.proc.stdout)
-        self.pid = self.proc.pid
-
-    def read(self, timeout: float) -> str | None:
-        """What ssh printed within ``timeout`` ("" for nothing yet); None once its output closed.
-        Only the reader closes the pipe (at its end): a pipe closed under a reader could have its
-        number reused by another file before the reader's next select."""
-        import select
-
-        if self.output.closed:
-            return None
-        ready, _, _ = select.select([self.output], [], [], timeout)
-        if not ready:
-            return ""
-        data = os.read(self.output.fileno(), 4096)
-        if not data:
-            self.output.close()
-            return None
-        return data.decode("utf-8", "replace")
-
-    def isalive(self) -> bool:
-        return self.proc.poll() is None
-
-    def close(self, force: bool = False) -> None:
-        """Stop ssh (and reap it); the reader sees the end of its output."""
-        if self.proc.poll() is None:
-            self.proc.kill() if force else self.proc.terminate()
-            try:
-                self.proc.wait(3.0)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
 def _read_child(child: Any, timeout: float) -> str | None:
-    """A chunk of a master's output ("" for nothing yet), None at its end: pipe or pexpect pty."""
-    if isinstance(child, _PipeChild):
-        return child.read(timeout)
+    """A chunk of a master's output ("" for nothing yet), None at its end."""
     import pexpect
 
     try:
@@ -727,4 +663,4 @@ def _kill(pid: int) -> None:
             return
         time.sleep(0.05)
     with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
+        os.kill(pid, getattr(signal, "SIGKILL", signal.SIGTERM))

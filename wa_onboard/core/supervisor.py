@@ -57,6 +57,8 @@ class Probe:
     hint: str = ""
     status: int | None = None
     latency_ms: float = 0.0
+    version: str | None = None
+    """JupyterHub's version, from the ``X-JupyterHub-Version`` header every hub handler sets."""
 
 
 _MAX_ANSWER = 65536
@@ -67,8 +69,8 @@ class _NoAnswer(ConnectionResetError):
     far end refuses the channel."""
 
 
-def _http_get(port: int, path: str, timeout: float, *, body: bool = True) -> tuple[int, bytes]:
-    """``GET path`` on 127.0.0.1:port over a plain socket: (status, body).
+def _http_get(port: int, path: str, timeout: float, *, body: bool = True) -> tuple[int, bytes, bytes]:
+    """``GET path`` on 127.0.0.1:port over a plain socket: (status, header block, body).
 
     Why not urllib: this runs on the connect path, and http.client/urllib/ssl/email cost ~20 ms of
     imports per start. HTTP/1.0 keeps the answer simple (never a chunked body), and no proxy from
@@ -99,7 +101,12 @@ def _http_get(port: int, path: str, timeout: float, *, body: bool = True) -> tup
             if not chunk:
                 break
             rest += chunk
-    return int(words[1]), rest[:wanted]
+    return int(words[1]), head, rest[:wanted]
+
+
+def _header(head: bytes, name: str) -> str | None:
+    match = re.search(rb"(?im)^" + re.escape(name.encode("ascii")) + rb":[ \t]*(\S[^\r\n]*?)[ \t]*$", head)
+    return match.group(1).decode("ascii", "replace") if match else None
 
 
 def hub_url(port: int, base_url: str, path: str) -> str:
@@ -107,18 +114,19 @@ def hub_url(port: int, base_url: str, path: str) -> str:
 
 
 def probe_hub(port: int, base_url: str, remote_port: int = 0, timeout: float = 3.0) -> Probe:
-    """One ``GET <base>/hub/health`` through the forward, with the failure told apart."""
+    """One ``GET <base>/hub/health`` through the forward, with the failure told apart (and the hub's
+    version from its header: no second request on the connect path)."""
     started = time.monotonic()
 
     def took() -> float:
         return (time.monotonic() - started) * 1000
 
     try:
-        code, _ = _http_get(port, f"{base_url}/hub/health", timeout, body=False)
+        code, head, _ = _http_get(port, f"{base_url}/hub/health", timeout, body=False)
     except OSError as exc:
         return _probe_os_error(exc, remote_port, took())
     if 200 <= code < 300:
-        return Probe(True, status=code, latency_ms=took())
+        return Probe(True, status=code, latency_ms=took(), version=_header(head, "X-JupyterHub-Version"))
     if code == 503:
         return Probe(
             False,
@@ -155,10 +163,13 @@ def _probe_os_error(reason: object, remote_port: int, latency: float) -> Probe:
     )
 
 
-def hub_version(port: int, base_url: str, timeout: float = 3.0) -> str | None:
-    """The hub's version from ``<base>/hub/api`` (no login needed)."""
+def hub_version(port: int, base_url: str, timeout: float = 3.0, probe: Probe | None = None) -> str | None:
+    """The hub's version: the header of a health probe we already have, else ``<base>/hub/api``
+    (no login needed; for a proxy in between that drops the header)."""
+    if probe is not None and probe.version:
+        return probe.version
     try:
-        code, body = _http_get(port, f"{base_url}/hub/api", timeout)
+        code, _, body = _http_get(port, f"{base_url}/hub/api", timeout)
         data = json.loads(body.decode("utf-8", "replace")) if code == 200 else None
     except (OSError, ValueError):
         return None
@@ -317,25 +328,17 @@ class Supervisor:
         self.engine = engine
         try:
             self._login_and_forward(engine, prompter or NoPrompter(), interactive)
-            # the version rides along with the health probe instead of after it: one round trip
-            version: list[str | None] = []
-            fetch = threading.Thread(
-                target=lambda: version.append(hub_version(self.local_port, self.profile.base_url)),
-                name="hub-version",
-                daemon=True,
-            )
-            fetch.start()
             probe = probe_hub(self.local_port, self.profile.base_url, self.profile.remote_port, 15.0)
             if not probe.ok:
                 raise ConnectError(probe.failure or Failure.OTHER, probe.message, probe.hint)
-            fetch.join(self.probe_timeout)
+            version = hub_version(self.local_port, self.profile.base_url, self.probe_timeout, probe)
         except BaseException as exc:
             self.stop_engine()
             if isinstance(exc, ConnectError):
                 self._publish(TunnelState.DOWN, exc.message, exc.hint, exc.failure)
             raise
         self.since = time.time()
-        self.hub_version = version[0] if version else None
+        self.hub_version = version
         return self._publish(TunnelState.UP, "connected", latency_ms=probe.latency_ms)
 
     def _login_and_forward(self, engine: Engine, prompter: Prompter, interactive: bool) -> None:
@@ -384,7 +387,7 @@ class Supervisor:
             )
             if probe.ok:
                 if self.status.state is not TunnelState.UP:
-                    self.hub_version = hub_version(self.local_port, self.profile.base_url)
+                    self.hub_version = hub_version(self.local_port, self.profile.base_url, probe=probe)
                 self._publish(TunnelState.UP, "connected", latency_ms=probe.latency_ms)
                 continue
             if self._path_alive(probe):
@@ -487,7 +490,7 @@ def verify_status(profile_name: str, profile: Profile | None = None) -> TunnelSt
     return TunnelStatus(
         profile_name,
         TunnelState.UP,
-        hub_version=hub_version(port, base),
+        hub_version=hub_version(port, base, probe=probe),
         latency_ms=probe.latency_ms,
         message="connected",
         **common,
@@ -517,7 +520,7 @@ def spawn_detached(
         "close_fds": True,
     }
     if sys.platform == "win32":  # pragma: no cover
-        flags = subprocess.DETACHED_PROCESS | subprocess.CREATE_NEW_PROCESS_GROUP  # type: ignore[attr-defined]
+        flags = subprocess.DETACHED_PROCESS | subprocess.CREATE_NEW_PROCESS_GROUP
         kwargs["creationflags"] = flags
     else:
         kwargs["start_new_session"] = True
@@ -609,6 +612,8 @@ def launch_detached(
 def _fork_detached(profile: Profile, profile_name: str, explicit_port: bool, read: int, write: int) -> int:
     """Fork twice (a new session, never a child of the terminal's process, no zombie left behind);
     the grandchild runs the supervisor and the pid comes back through the pipe."""
+    if sys.platform == "win32":  # launch_detached never forks there; this tells mypy's Windows run
+        raise NotImplementedError("no fork on Windows")
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
@@ -805,7 +810,9 @@ def _serve(profile: Profile, profile_name: str, explicit_port: bool, ready_fd: i
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     if hasattr(signal, "SIGHUP"):
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        # survive a hang-up, with a handler rather than SIG_IGN: an ignored signal stays ignored
+        # across exec, and masters that ignore SIGHUP outlive us (holding the port) after a crash
+        signal.signal(signal.SIGHUP, lambda *_: None)
     lock = tunnelstate.ProfileLock(profile_name)
     try:
         lock.acquire()
