@@ -466,6 +466,7 @@ def test_probe_reads_the_version_from_the_hub_header_without_a_second_request() 
             paths_asked.append(self.path)
             self.send_response(200)
             self.send_header("X-JupyterHub-Version", "6.1.1")  # what every JupyterHub handler sets
+            self.send_header("Content-Length", "0")  # not the last line: each line ends in \r\n
             self.end_headers()
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Versioned)

@@ -105,7 +105,7 @@ def _http_get(port: int, path: str, timeout: float, *, body: bool = True) -> tup
 
 
 def _header(head: bytes, name: str) -> str | None:
-    match = re.search(rb"(?im)^" + re.escape(name.encode("ascii")) + rb":[ \t]*(\S[^\r\n]*?)[ \t]*$", head)
+    match = re.search(rb"(?im)^" + re.escape(name.encode("ascii")) + rb":[ \t]*(\S[^\r\n]*?)[ \t]*\r?$", head)
     return match.group(1).decode("ascii", "replace") if match else None
 
 
