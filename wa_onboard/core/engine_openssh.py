@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from wa_onboard.core import known_hosts, sshfiles, tunnelstate, validate
+from wa_onboard.core import known_hosts, prestart, sshfiles, tunnelstate, validate
 from wa_onboard.core.engine import ConnectError, Failure
 from wa_onboard.core.profile import DEFAULT_PROFILE, Profile
 from wa_onboard.core.prompts import OTP_WORDS, HostKeyQuestion, Prompter, SecretQuestion, secret_kind
@@ -240,6 +240,9 @@ class OpenSshEngine:
         self.on_output = on_output
         self.jump_hop, self.ws_hop = hops(profile, profile_name)
         self._masters: dict[str, _Master] = {}
+        self._prestarted: prestart.Prestarted | None = None
+        self.adopted_early = False
+        """Whether the jump master is the one core/prestart started at launch."""
         self._forwards: list[str] = []
         """Forwards added with ``-O forward``: on a master we did not start they outlive us unless
         cancelled (a member's own ``ssh wa-ws`` would keep listening on our port)."""
@@ -291,11 +294,25 @@ class OpenSshEngine:
                 "use --engine paramiko",
             )
         sshfiles.write_config(self.profile, self.profile_name)
-        # no control socket at all: no master to reuse, and no `ssh -O check` (a process each) to ask
-        maybe_live = _control_sockets_exist()
+        early, self._prestarted = self._prestarted, None
+        if early is not None and not self._can_adopt(early, interactive):
+            early.discard()
+            early = None
+        # no control socket at all: no master to reuse, and no `ssh -O check` (a process each) to ask;
+        # a prestarted master was started only when there was none, and its own socket is ours
+        maybe_live = early is None and _control_sockets_exist()
         accepted: list[str] = []  # a password one hop accepted, offered once to the other
         try:
             for hop in (self.jump_hop, self.ws_hop):
+                if early is not None and hop is self.jump_hop:
+                    try:
+                        self._start_master(hop, prompter, interactive, accepted, [], early=early)
+                        self.adopted_early = True
+                        continue
+                    except ConnectError as exc:
+                        if exc.failure is not Failure.HOST_KEY_REJECTED:
+                            raise
+                        # it started before the CLI trusted the host key: once more, afresh
                 if maybe_live and self.master_pid(hop) is not None:
                     if hop is self.ws_hop and forward is not None:
                         self.forward(*forward)
@@ -307,38 +324,21 @@ class OpenSshEngine:
             accepted.clear()
 
     def _spawn(self, hop: Hop, interactive: bool, marker: str, extra: list[str]) -> Any:
-        """ssh on a pty of its own, which is its controlling terminal: when we die (even by SIGKILL)
-        the pty closes and the kernel hangs the master up, so no master outlives its supervisor.
-        (A pipe spawns a little faster, but a master on a pipe lives on after a crash, holding the
-        port, and nothing of ours would stop it.)"""
-        import pexpect
-
-        options = [
-            "-N",
-            "-o",
-            "ControlMaster=yes",
-            "-o",
-            "ControlPersist=no",
-            "-o",
-            "PermitLocalCommand=yes",
-            "-o",
-            f"LocalCommand=echo {marker}",
-            *extra,
-        ]
-        if not interactive:
-            options += ["-o", "BatchMode=yes"]
-        if self.connect_timeout is not None:
-            options += ["-o", f"ConnectTimeout={int(self.connect_timeout)}"]
-        argv = self._argv(hop, *options)
-        return pexpect.spawn(
-            argv[0],
-            argv[1:],
-            env=_ssh_env(),
-            encoding="utf-8",
-            codec_errors="replace",
-            dimensions=(24, 500),
-            echo=False,
+        argv = prestart.master_argv(
+            self.ssh,
+            self.config,
+            hop.alias,
+            marker,
+            interactive=interactive,
+            connect_timeout=self.connect_timeout,
+            extra=tuple(extra),
         )
+        return prestart.spawn_master(argv)
+
+    def adopt(self, prestarted: prestart.Prestarted) -> None:
+        """Take over a jump master started before the supervisor knew its profile (core/prestart);
+        login() uses it if it is what login would have started, and stops it otherwise."""
+        self._prestarted = prestarted
 
     def _adopt(self, hop: Hop, child: Any, transcript: str) -> None:
         """A master is up: keep its last words and drain its output from now on."""
@@ -351,13 +351,32 @@ class OpenSshEngine:
             self._masters[hop.role] = master
         master.reader.start()
 
+    def _can_adopt(self, early: prestart.Prestarted, interactive: bool) -> bool:
+        """The prestarted master is the one login would start: same alias, key only, no custom
+        timeout, and our ssh_config still byte for byte what it read."""
+        try:
+            config = sshfiles.config_path().read_bytes()
+        except OSError:
+            return False
+        same = (early.alias, interactive, self.connect_timeout, early.config)
+        return same == (self.jump_hop.alias, False, None, config)
+
     def _start_master(
-        self, hop: Hop, prompter: Prompter, interactive: bool, accepted: list[str], extra: list[str]
+        self,
+        hop: Hop,
+        prompter: Prompter,
+        interactive: bool,
+        accepted: list[str],
+        extra: list[str],
+        early: prestart.Prestarted | None = None,
     ) -> None:
         import pexpect
 
-        marker = _marker()
-        child = self._spawn(hop, interactive, marker, extra)
+        if early is not None:
+            child, marker = early.child, early.marker
+        else:
+            marker = prestart.new_marker()
+            child = self._spawn(hop, interactive, marker, extra)
         transcript: list[str] = []
         sent: list[str] = []  # secrets we typed, scrubbed from anything we keep
         asked: collections.Counter[tuple[str, str]] = collections.Counter()
@@ -541,18 +560,6 @@ class OpenSshEngine:
             time.sleep(0.05)
         for pid in left:
             _kill(pid)
-
-
-def _marker() -> str:
-    """What LocalCommand prints once a master listens (unguessable: a host cannot fake it)."""
-    return f"__WA_ONBOARD_READY_{os.urandom(6).hex()}__"
-
-
-def _ssh_env() -> dict[str, str]:
-    """ssh's environment: no askpass helper (prompts come to us), English messages to classify."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SSH_ASKPASS")}
-    env.update(SHELL="/bin/sh", LC_ALL="C")
-    return env
 
 
 def _timed_out(hop: Hop, seconds: float, transcript: str) -> ConnectError:

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import platformdirs
 
-APP = "wa-onboard"
+from wa_onboard.core import prestart
+
+APP = prestart.APP
 
 
 def config_file() -> Path:
@@ -29,7 +31,7 @@ def state_dir() -> Path:
 
 def ssh_dir() -> Path:
     """The program's own ssh files: config, known_hosts, control sockets."""
-    return Path.home().absolute() / ".ssh" / APP
+    return Path(prestart.ssh_dir())  # one definition: the prestart reads it before paths loads
 
 
 def key_file() -> Path:

@@ -15,18 +15,14 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from wa_onboard.core import paths
+from wa_onboard.core import paths, prestart
 from wa_onboard.core.errors import WaError
 from wa_onboard.core.profile import DEFAULT_PROFILE, Profile
 from wa_onboard.core.prompts import ConfirmQuestion, Prompter
 
-#: OpenSSH adds ".XXXXXXXXXXXXXXXX" to a ControlPath while it binds; macOS allows 104 bytes in all.
-_SOCKET_PATH_MAX = 104 - 17
-_HASH_LEN = 40  # %C is a SHA1 in hex
 BACKUP_SUFFIX = ".wa-onboard.bak"
 
 
@@ -39,9 +35,7 @@ class Aliases:
 
 
 def aliases(profile_name: str = DEFAULT_PROFILE) -> Aliases:
-    if profile_name == DEFAULT_PROFILE:
-        return Aliases("wa-jump", "wa-ws")
-    return Aliases(f"wa-{profile_name}-jump", f"wa-{profile_name}-ws")
+    return Aliases(*prestart.alias_names(profile_name))
 
 
 def config_path() -> Path:
@@ -59,12 +53,9 @@ def has_control_master() -> bool:
 
 def control_dir() -> Path:
     """Where control sockets live: our ssh dir, or a short private dir when that path is too long."""
-    preferred = paths.ssh_dir()
-    if len(str(preferred)) + len("/cm-") + _HASH_LEN <= _SOCKET_PATH_MAX:
-        return preferred
-    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
-    base = Path(runtime) if runtime and len(runtime) < 40 else Path(tempfile.gettempdir())
-    short = base / f"wa-onboard-{os.getuid() if hasattr(os, 'getuid') else 0}"
+    short = Path(prestart.control_dir())
+    if short == paths.ssh_dir():
+        return short
     paths.ensure_private_dir(short)
     info = short.lstat()
     if hasattr(os, "getuid") and (info.st_uid != os.getuid() or info.st_mode & 0o077):

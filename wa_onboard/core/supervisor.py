@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from wa_onboard.core import tunnelstate
+from wa_onboard.core import prestart, tunnelstate
 from wa_onboard.core.engine import ConnectError, Engine, Failure
 from wa_onboard.core.profile import DEFAULT_PROFILE, Profile
 from wa_onboard.core.prompts import NoPrompter, Prompter
@@ -593,6 +593,13 @@ def launch_detached(
     if sys.platform == "win32":  # pragma: no cover
         proc = spawn_detached(profile, profile_name, explicit_port=explicit_port)
         return Launched(proc.pid, None, proc)
+    if fork:  # one started at the entry point may be waiting for this profile (core/prestart)
+        ready = prestart.take(profile_name, profile.to_dict(), explicit_port)
+        if ready is not None:
+            line = _read_line(ready, time.monotonic() + 10, lambda: True)
+            if line and line.isdigit():
+                return Launched(int(line), ready)
+            os.close(ready)  # it is gone: fork a fresh one
     read, write = os.pipe()  # both ends non-inheritable: no ssh we start ever holds them
     try:
         if fork and threading.active_count() == 1 and hasattr(os, "fork"):
@@ -803,7 +810,21 @@ def _notify_ready(fd: int | None) -> StatusCallback | None:
     return notify
 
 
-def _serve(profile: Profile, profile_name: str, explicit_port: bool, ready_fd: int | None) -> int:
+def serve_prestarted(orders: bytes, profile_name: str, ready_fd: int, early: prestart.Prestarted) -> int:
+    """The speculative supervisor got its orders from the CLI (core/prestart): serve, with its jump
+    master handed to the first engine (which adopts it only if it is the master it would start)."""
+    given = json.loads(orders)
+    profile = Profile.make(given["profile"])
+    return _serve(profile, profile_name, bool(given["explicit_port"]), ready_fd, early)
+
+
+def _serve(
+    profile: Profile,
+    profile_name: str,
+    explicit_port: bool,
+    ready_fd: int | None,
+    early: prestart.Prestarted | None = None,
+) -> int:
     """The background supervisor's life: lock, start, watch, stop. It never prints: states go to the
     state file, the log and (once) the readiness pipe."""
     log = tunnelstate.tunnel_logger(profile_name)
@@ -819,8 +840,22 @@ def _serve(profile: Profile, profile_name: str, explicit_port: bool, ready_fd: i
     except tunnelstate.LockHeld:
         log.info("another supervisor runs for profile %s; exiting", profile_name)
         return 3
+    pending = [early] if early is not None else []
+
+    def engine_factory(reconnecting: bool) -> Engine:
+        engine = make_engine(profile, profile_name, reconnecting=reconnecting)
+        adopt: Callable[[prestart.Prestarted], None] | None = getattr(engine, "adopt", None)
+        if pending and not reconnecting:
+            adopt(pending.pop()) if adopt is not None else pending.pop().discard()
+        return engine
+
     supervisor = Supervisor(
-        profile, profile_name, explicit_port=explicit_port, logger=log, on_status=_notify_ready(ready_fd)
+        profile,
+        profile_name,
+        engine_factory=engine_factory,
+        explicit_port=explicit_port,
+        logger=log,
+        on_status=_notify_ready(ready_fd),
     )
     try:
         log.info("supervisor starting (detached) for %s", profile_name)
@@ -829,6 +864,8 @@ def _serve(profile: Profile, profile_name: str, explicit_port: bool, ready_fd: i
         except ConnectError as exc:
             log.info("start failed: %s", exc.message)
             return 1
+        if getattr(supervisor.engine, "adopted_early", False):
+            log.info("the jump host's login started at launch (prestart), and its master was adopted")
         supervisor.run(stop)
         failed = supervisor.status.state is TunnelState.DOWN and not stop.is_set()
         if failed:

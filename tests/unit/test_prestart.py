@@ -1,0 +1,87 @@
+"""core/prestart: when the entry point starts the jump login early, and that it stays light."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from wa_onboard.core import prestart, sshfiles
+from wa_onboard.core.profile import Profile
+
+FLAGS = ["--user", "bbadger", "--jump", "jump.example:22", "--local-port=18000"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "name"),
+    [
+        (["connect", "--detach"], "default"),
+        (["connect", "--detach", "--yes", "--no-browser", *FLAGS], "default"),
+        (["--profile", "work", "connect", "--detach"], "work"),
+        (["connect", "--profile=lab-2", "--detach", "--engine", "openssh"], "lab-2"),
+        (["connect"], None),  # the foreground tunnel has no supervisor to hand over to
+        (["connect", "--detach", "--no-tui"], None),
+        (["connect", "--detach", "--help"], None),
+        (["connect", "--detach", "--engine", "paramiko"], None),
+        (["status"], None),
+        (["setup", "--detach"], None),
+        (["connect", "--detach", "--profile", "../x"], None),
+        (["connect", "--detach", "--profile"], None),
+        ([], None),
+    ],
+)
+def test_only_a_plain_connect_detach_starts_early(argv: list[str], name: str | None) -> None:
+    assert prestart._profile_name(argv) == name
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / ".config"))
+    monkeypatch.delenv("WA_ONBOARD_CONFIG", raising=False)
+    return tmp_path
+
+
+def test_worth_it_only_when_set_up_and_nothing_to_reuse(home: Path) -> None:
+    assert prestart._worth_it("default") is None  # not set up: no ssh_config yet
+    sshfiles.write_config(Profile(user="bbadger"))
+    config = sshfiles.config_path().read_bytes()
+    assert prestart._worth_it("default") == config
+    assert prestart._worth_it("work") is None  # no Host block for that profile
+    socket_file = sshfiles.control_dir() / "cm-0123"
+    socket_file.write_text("")  # a live master (a tunnel, or the member's ssh wa-ws) may be there
+    assert prestart._worth_it("default") is None
+    socket_file.unlink()
+    profiles = home / ".config" / "wa-onboard" / "config.toml"
+    profiles.parent.mkdir(parents=True)
+    profiles.write_text('[profiles.other]\nengine = "paramiko"\n')
+    assert prestart._worth_it("default") is None  # no early ssh login for a paramiko profile
+
+
+def test_the_control_dir_is_sshfiles_own(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Path(prestart.control_dir()) == sshfiles.control_dir()
+    deep = home / ("x" * 80)
+    deep.mkdir()
+    monkeypatch.setenv("HOME", str(deep))  # too long for a socket path: a short dir instead
+    assert Path(prestart.control_dir()) == sshfiles.control_dir() != Path(prestart.ssh_dir())
+
+
+def test_nothing_waits_without_a_prestart() -> None:
+    assert prestart.take("default", Profile().to_dict(), False) is None
+
+
+def _modules_after(code: str) -> set[str]:
+    probe = code + "\nimport sys, json\nprint(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return set(json.loads(out.stdout.splitlines()[-1]))
+
+
+def test_the_early_path_loads_nothing_heavy() -> None:
+    # measured against a bare interpreter: a site .pth may load some of these at every start
+    loaded = _modules_after("from wa_onboard.core import prestart\nprestart.maybe_start(['status'])")
+    added = loaded - _modules_after("pass")
+    assert not added & {"typing", "dataclasses", "pathlib", "pexpect", "platformdirs", "argparse"}
+    assert "wa_onboard.core.prestart" in added

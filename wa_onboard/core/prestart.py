@@ -1,0 +1,302 @@
+"""Start the jump host's login before Python has imported the rest of wa-onboard.
+
+A daily ``wa-onboard connect --detach`` used to spend ~90 ms (on the lab's 2-core machine) importing
+its modules before ssh even started, and the jump host's login takes ~170 ms after that. Both can
+run at once. The entry point calls :func:`maybe_start` first thing: it forks the background
+supervisor-to-be, which starts the jump master at once (the very argv the engine would use), then
+imports the rest while ssh logs in, and waits for its orders. The CLI meanwhile runs exactly as
+before, and where it would fork a supervisor (``supervisor.launch_detached``) it hands this one the
+profile instead (:func:`take`). The supervisor adopts the master only if our ssh_config is still
+byte for byte what ssh read; otherwise it stops it and logs in afresh.
+
+If the CLI ends any other way (a bad flag, an error, Ctrl-C, a crash), the orders pipe closes, and
+the speculative supervisor stops its master and exits: nothing is left. It never starts when a
+control socket of ours exists (a tunnel or a member's ``ssh wa-ws`` may be up: nothing to gain,
+and the normal path reuses it), nor when any profile uses the paramiko engine.
+
+This module imports only ``os`` and ``sys`` at the top: it runs before everything else.
+"""
+
+# ruff: noqa: PTH100, PTH111, PTH118, PTH123 - os.path, not pathlib: pathlib costs ~5 ms to import here
+
+from __future__ import annotations
+
+import os
+import sys
+
+TYPE_CHECKING = False  # typing and dataclasses cost ~15 ms to import here: this module runs first
+if TYPE_CHECKING:
+    from typing import Any
+
+APP = "wa-onboard"
+DEFAULT_PROFILE = "default"
+_FLAGS_WITH_VALUE = {
+    "--profile", "--user", "--jump", "--host", "--local-port", "--remote-port", "--base-url",
+    "--env", "--kernel-name", "--display-name", "--python", "--conda-module", "--engine",
+}  # fmt: skip
+
+
+# --- what the engine and the speculative supervisor must agree on ----------------------------------
+
+
+def ssh_dir() -> str:
+    """The program's own ssh files: config, known_hosts, control sockets (absolute: OpenSSH expands
+    ``~`` from the password database, not $HOME)."""
+    return os.path.join(os.path.abspath(os.path.expanduser("~")), ".ssh", APP)
+
+
+#: OpenSSH adds ".XXXXXXXXXXXXXXXX" to a ControlPath while it binds; macOS allows 104 bytes in all.
+_SOCKET_PATH_MAX = 104 - 17
+_HASH_LEN = 40  # %C is a SHA1 in hex
+
+
+def control_dir() -> str:
+    """Where control sockets live: our ssh dir, or a short dir when that path is too long for a
+    socket (sshfiles.control_dir creates it and checks that it is private)."""
+    preferred = ssh_dir()
+    if len(preferred) + len("/cm-") + _HASH_LEN <= _SOCKET_PATH_MAX:
+        return preferred
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    if runtime and len(runtime) < 40:
+        base = runtime
+    else:
+        import tempfile  # only for long home paths (~5 ms)
+
+        base = tempfile.gettempdir()
+    return os.path.join(base, f"wa-onboard-{os.getuid() if hasattr(os, 'getuid') else 0}")
+
+
+def alias_names(profile_name: str = DEFAULT_PROFILE) -> tuple[str, str]:
+    """(jump, workstation): the Host names a profile gets in our ssh_config."""
+    if profile_name == DEFAULT_PROFILE:
+        return "wa-jump", "wa-ws"
+    return f"wa-{profile_name}-jump", f"wa-{profile_name}-ws"
+
+
+def master_argv(
+    ssh: str,
+    config: str,
+    alias: str,
+    marker: str,
+    *,
+    interactive: bool,
+    connect_timeout: int | None = None,
+    extra: tuple[str, ...] = (),
+) -> list[str]:
+    """A control master in the foreground (``-N``), its login over once ``marker`` is printed."""
+    argv = [ssh, "-F", config, "-N", "-o", "ControlMaster=yes", "-o", "ControlPersist=no"]
+    argv += ["-o", "PermitLocalCommand=yes", "-o", f"LocalCommand=echo {marker}", *extra]
+    if not interactive:
+        argv += ["-o", "BatchMode=yes"]
+    if connect_timeout is not None:
+        argv += ["-o", f"ConnectTimeout={int(connect_timeout)}"]
+    return [*argv, alias]
+
+
+def new_marker() -> str:
+    """What LocalCommand prints once a master listens (unguessable: a host cannot fake it)."""
+    return f"__WA_ONBOARD_READY_{os.urandom(6).hex()}__"
+
+
+def ssh_env() -> dict[str, str]:
+    """ssh's environment: no askpass helper (prompts come to us), English messages to classify."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SSH_ASKPASS")}
+    env.update(SHELL="/bin/sh", LC_ALL="C")
+    return env
+
+
+def spawn_master(argv: list[str]) -> Any:
+    """ssh on a pty of its own, which is its controlling terminal: when its supervisor dies (even
+    by SIGKILL) the pty closes and the kernel hangs the master up, so no master outlives it."""
+    import pexpect
+
+    return pexpect.spawn(
+        argv[0],
+        argv[1:],
+        env=ssh_env(),
+        encoding="utf-8",
+        codec_errors="replace",
+        dimensions=(24, 500),
+        echo=False,
+    )
+
+
+class Prestarted:
+    """A jump master started before its supervisor knew its profile: the pexpect child, what it
+    prints when logged in, its alias, and our ssh_config as ssh read it (the master is adopted only
+    if the file is still the same)."""
+
+    def __init__(self, child: Any, marker: str, alias: str, config: bytes) -> None:
+        self.child = child
+        self.marker = marker
+        self.alias = alias
+        self.config = config
+
+    def discard(self) -> None:
+        if self.child.isalive():
+            self.child.close(force=True)
+
+
+# --- the CLI side --------------------------------------------------------------------------------
+
+
+class _Pending:
+    """A speculative supervisor waiting for this CLI: ``orders`` (write end) takes the profile as
+    one JSON line; ``ready`` (read end) gives its pid, then ``connected``/``down``, as a forked one."""
+
+    def __init__(self, profile_name: str, orders: int, ready: int) -> None:
+        self.profile_name = profile_name
+        self.orders = orders
+        self.ready = ready
+
+
+_pending: _Pending | None = None
+
+
+def _profile_name(argv: list[str]) -> str | None:
+    """The --profile value, the default one, or None when the command line is not a plain
+    ``connect --detach`` (anything odd: leave it to the CLI)."""
+    words, name, i = [], DEFAULT_PROFILE, 0
+    while i < len(argv):
+        arg = argv[i]
+        flag, eq, value = arg.partition("=")
+        if flag in _FLAGS_WITH_VALUE:
+            if not eq:
+                i += 1
+                value = argv[i] if i < len(argv) else ""
+            if flag == "--profile":
+                name = value
+            if flag == "--engine" and value != "openssh":
+                return None
+        elif arg.startswith("-"):
+            if arg not in ("--detach", "--yes", "--no-browser"):
+                return None
+        else:
+            words.append(arg)
+        i += 1
+    plain = name.replace("-", "").replace("_", "")
+    if words != ["connect"] or "--detach" not in argv or not plain.isalnum() or not plain.isascii():
+        return None
+    return name
+
+
+def _profiles_file() -> str:
+    """Where platformdirs puts config.toml (profile.py's path; platformdirs costs ~8 ms to import
+    here). A wrong guess only means the paramiko check below reads nothing."""
+    override = os.environ.get("WA_ONBOARD_CONFIG")
+    if override:
+        return os.path.expanduser(override)
+    if sys.platform == "darwin":
+        base = os.path.expanduser("~/Library/Application Support")
+    else:
+        base = os.environ.get("XDG_CONFIG_HOME", "").strip() or os.path.expanduser("~/.config")
+    return os.path.join(base, APP, "config.toml")
+
+
+def _worth_it(profile_name: str) -> bytes | None:
+    """Our ssh_config's bytes when a prestart can help: the profile's hosts are in it, no control
+    socket of ours exists, and no profile uses paramiko."""
+    try:
+        with open(os.path.join(ssh_dir(), "config"), "rb") as handle:
+            config = handle.read()
+    except OSError:
+        return None  # not set up yet
+    try:
+        with os.scandir(control_dir()) as entries:
+            if any(entry.name.startswith("cm-") for entry in entries):
+                return None
+    except FileNotFoundError:
+        pass  # no control dir: no socket either
+    except OSError:
+        return None
+    if f"Host {alias_names(profile_name)[0]}\n".encode() not in config:
+        return None
+    try:
+        with open(_profiles_file(), "rb") as handle:
+            if b"paramiko" in handle.read():
+                return None
+    except OSError:
+        pass
+    return config
+
+
+def maybe_start(argv: list[str]) -> None:
+    """Called first thing by the entry point; returns at once in the parent (the CLI)."""
+    global _pending
+    if sys.platform == "win32" or not hasattr(os, "fork") or os.environ.get("WA_ONBOARD_NO_PRESTART"):
+        return
+    name = _profile_name(argv)
+    config = _worth_it(name) if name else None
+    if name is None or config is None:
+        return
+    orders_r, orders_w = os.pipe()
+    ready_r, ready_w = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the forked processes (the lab tests cover it)
+        code = 1
+        try:
+            os.close(orders_w)
+            os.close(ready_r)
+            os.setsid()  # out of the terminal's session: its Ctrl-C is the CLI's to handle
+            code = _speculate(name, config, orders_r, ready_w) if os.fork() == 0 else 0
+        finally:
+            os._exit(code)
+    os.close(orders_r)
+    os.close(ready_w)
+    os.waitpid(child, 0)
+    _pending = _Pending(name, orders_w, ready_r)
+
+
+def take(profile_name: str, profile: dict[str, Any], explicit_port: bool) -> int | None:
+    """The CLI's hand-over: give the waiting supervisor its orders. Returns the read end of its
+    readiness pipe (pid line first), or None when none waits for this profile."""
+    global _pending
+    pending, _pending = _pending, None
+    if pending is None:
+        return None
+    if pending.profile_name != profile_name:
+        os.close(pending.orders)  # EOF: it stops its master and exits
+        os.close(pending.ready)
+        return None
+    import json
+
+    line = json.dumps({"profile": profile, "explicit_port": explicit_port}) + "\n"
+    try:
+        os.write(pending.orders, line.encode("utf-8"))  # one short line: a pipe takes it whole
+    except OSError:  # it died: the caller forks a fresh one
+        os.close(pending.ready)
+        return None
+    finally:
+        os.close(pending.orders)
+    return pending.ready
+
+
+# --- the speculative supervisor ------------------------------------------------------------------
+
+
+def _speculate(name: str, config: bytes, orders: int, ready: int) -> int:  # pragma: no cover
+    """Start the jump master, import the rest while it logs in, wait for orders, then serve."""
+    os.write(ready, f"{os.getpid()}\n".encode("ascii"))
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+    jump = alias_names(name)[0]
+    marker = new_marker()
+    argv = master_argv("ssh", os.path.join(ssh_dir(), "config"), jump, marker, interactive=False)
+    prestarted = Prestarted(spawn_master(argv), marker, jump, config)
+    try:
+        from wa_onboard.core import supervisor  # the heavy part, while ssh logs in
+
+        got = b""
+        while not got.endswith(b"\n"):
+            chunk = os.read(orders, 65536)
+            if not chunk:
+                return 0  # the CLI ended without handing over: nothing to do
+            got += chunk
+        os.close(orders)
+        return supervisor.serve_prestarted(got, name, ready, prestarted)
+    finally:
+        prestarted.discard()  # unless adopted (then the engine owns it, and it is long gone here)
