@@ -52,6 +52,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "lab"))
 
 from lab import Lab  # noqa: E402
+from tunnel_cli import members_own_master  # noqa: E402
 
 SINK_PORT, ECHO_PORT = 9100, 9101
 SERVER = r"""
@@ -334,20 +335,7 @@ def main() -> None:
             plain_down()
         # a live master (from a member's `ssh wa-ws` through the Include, or setup): connect rides it
         for _ in range(opts.rounds):
-            master = lab.laptop_popen(
-                [
-                    "ssh",
-                    "-F",
-                    str(sshfiles.config_path()),
-                    "-N",
-                    "-o",
-                    "ControlMaster=yes",
-                    "-o",
-                    "ControlPersist=no",
-                    "wa-ws",
-                ],
-                env=env,
-            )
+            master = lab.laptop_popen(members_own_master(), env=env)
             time.sleep(1.5)
             add("ours", "connect with live master s", timed([*wa, "connect", "--detach", *flags]))
             run([*wa, "disconnect"])

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from lab import Lab, Member
 from test_tunnel_paramiko import Driver
-from tunnel_cli import connect_args
+from tunnel_cli import connect_args, members_own_master
 
 DRIVER = Path(__file__).resolve().parent / "openssh_driver.py"
 PORT = 18000
@@ -234,17 +234,7 @@ def test_riding_the_members_own_master_disconnect_takes_back_only_our_forward(
 
     ws = sshfiles.aliases().ws
     theirs = lab.laptop_popen(
-        [
-            "ssh",
-            "-F",
-            str(sshfiles.config_path()),
-            "-N",
-            "-o",
-            "ControlMaster=yes",
-            "-o",
-            "ControlPersist=no",
-            ws,
-        ],
+        members_own_master(ws),
         env={"HOME": str(laptop_home)},
         stdin=subprocess.DEVNULL,
     )
