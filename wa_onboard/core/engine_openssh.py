@@ -340,17 +340,6 @@ class OpenSshEngine:
         login() uses it if it is what login would have started, and stops it otherwise."""
         self._prestarted = prestarted
 
-    def _adopt(self, hop: Hop, child: Any, transcript: str) -> None:
-        """A master is up: keep its last words and drain its output from now on."""
-        master = _Master(hop, child)
-        master.lines.extend(_scrub(transcript, []).splitlines()[-20:])
-        master.reader = threading.Thread(
-            target=self._drain, args=(master,), name=f"ssh-{hop.alias}", daemon=True
-        )
-        with self._lock:
-            self._masters[hop.role] = master
-        master.reader.start()
-
     def _can_adopt(self, early: prestart.Prestarted, interactive: bool) -> bool:
         """The prestarted master is the one login would start: same alias, key only, no custom
         timeout, and our ssh_config still byte for byte what it read."""
@@ -441,7 +430,14 @@ class OpenSshEngine:
             raise
         finally:
             sent.clear()
-        self._adopt(hop, child, "".join(transcript))
+        master = _Master(hop, child)
+        master.lines.extend(_scrub("".join(transcript), []).splitlines()[-20:])
+        master.reader = threading.Thread(
+            target=self._drain, args=(master,), name=f"ssh-{hop.alias}", daemon=True
+        )
+        with self._lock:
+            self._masters[hop.role] = master
+        master.reader.start()
 
     def _answer_host_key(self, child: Any, hop: Hop, text: str, prompter: Prompter) -> None:
         match = _HOSTKEY_QUESTION.search(text)
@@ -456,13 +452,17 @@ class OpenSshEngine:
         child.sendline("yes" if fp and prompter.confirm(question) else "no")
 
     def _drain(self, master: _Master) -> None:
-        """Read the master's output until it ends, so ssh never blocks on a full pty or pipe."""
+        """Read the master's pty until it ends, so ssh never blocks on a full terminal buffer."""
+        import pexpect
+
         child, pending = master.child, ""
         while True:
-            chunk = _read_child(child, 1.0)
-            if chunk is None:  # EOF, or the pty/pipe went away (close() from another thread)
+            try:
+                pending += child.read_nonblocking(4096, timeout=1.0)
+            except pexpect.TIMEOUT:
+                continue
+            except Exception:  # EOF, or the pty went away (close() from another thread)
                 return
-            pending += chunk
             *lines, pending = pending.replace("\r", "").split("\n")
             for text in filter(None, (ln.strip() for ln in lines)):
                 master.lines.append(text)
@@ -569,18 +569,6 @@ def _timed_out(hop: Hop, seconds: float, transcript: str) -> ConnectError:
         "check your network; the host may be overloaded",
         detail=_last_meaningful_line(transcript),
     )
-
-
-def _read_child(child: Any, timeout: float) -> str | None:
-    """A chunk of a master's output ("" for nothing yet), None at its end."""
-    import pexpect
-
-    try:
-        return str(child.read_nonblocking(4096, timeout=timeout))
-    except pexpect.TIMEOUT:
-        return ""
-    except Exception:  # EOF, or the pty went away (close() from another thread)
-        return None
 
 
 def _secret_question(after: str, recent: str, hop: Hop) -> SecretQuestion:
