@@ -2,8 +2,8 @@
 
 What must hold: the master started at launch is the one the supervisor keeps (its child, stopped by
 disconnect); a CLI that ends without handing over (bad input) leaves nothing behind; a stale guess
-(a host key trusted only by this very run, another user in the ssh_config) is thrown away and the
-login done afresh; ``WA_ONBOARD_NO_PRESTART`` turns it off.
+(a host key trusted only by this very run) is thrown away and the login done afresh; a setting on
+the command line means no early login at all; ``WA_ONBOARD_NO_PRESTART`` turns it off.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from test_connect_foreground import NOTHING_LEFT, STOP_WAIT, leftovers
 from test_tunnel_openssh import authorize_key, laptop_get
 from tunnel_cli import connect_args
 
-from wa_onboard.core import sshfiles, tunnelstate
+from wa_onboard.core import paths, prestart, sshfiles, tunnelstate
 from wa_onboard.core.engine_openssh import our_ssh_processes
 
 PORT = 18030
@@ -33,8 +33,16 @@ def cli(lab: Lab, home: Path, *args: str, env: dict[str, str] | None = None) -> 
     )
 
 
-def connect(lab: Lab, member: Member, home: Path, *extra: str, env: dict[str, str] | None = None) -> Any:
-    done = cli(lab, home, *connect_args(lab, member, "--detach", "--local-port", str(PORT), *extra), env=env)
+def connect(lab: Lab, member: Member, home: Path, *extra: str) -> Any:
+    """``connect --detach`` with every setting given (saved to the profile): never started early."""
+    done = cli(lab, home, *connect_args(lab, member, "--detach", "--local-port", str(PORT), *extra))
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def daily(home: Path, lab: Lab, env: dict[str, str] | None = None) -> Any:
+    """The daily command, settings from the profile: the one that starts the jump login early."""
+    done = cli(lab, home, "connect", "--detach", "--yes", "--no-browser", env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     return done
 
@@ -59,10 +67,8 @@ def set_up(lab: Lab, member: Member, laptop_home: Path, monkeypatch: pytest.Monk
     cli(lab, laptop_home, "disconnect")
 
 
-def test_the_early_jump_master_is_adopted_and_stopped_by_disconnect(
-    lab: Lab, member: Member, set_up: Path
-) -> None:
-    connect(lab, member, set_up)
+def test_the_early_jump_master_is_adopted_and_stopped_by_disconnect(lab: Lab, set_up: Path) -> None:
+    daily(set_up, lab)
     assert log_text().count(ADOPTED) == 1
     record = tunnelstate.read_record("default")
     assert record is not None and record.state == "connected" and laptop_get(lab, PORT) == 200
@@ -76,9 +82,13 @@ def test_the_early_jump_master_is_adopted_and_stopped_by_disconnect(
     assert leftovers(lab, set_up, PORT) == NOTHING_LEFT
 
 
-def test_a_cli_that_ends_without_handing_over_leaves_nothing(lab: Lab, member: Member, set_up: Path) -> None:
-    bad = cli(lab, set_up, *connect_args(lab, member, "--detach", "--local-port", "99999"))
-    assert bad.returncode == 2 and "local-port" in bad.stderr  # the early supervisor was already off
+def test_a_cli_that_ends_without_handing_over_leaves_nothing(lab: Lab, set_up: Path) -> None:
+    profiles = paths.config_file()
+    profiles.write_text(profiles.read_text() + "\n[[broken\n")  # the early login does not read it
+    argv = ["connect", "--detach", "--no-browser"]
+    assert prestart._profile_name(argv) == "default" and prestart._worth_it("default")  # it starts early
+    bad = cli(lab, set_up, *argv)
+    assert bad.returncode == 2 and str(profiles) in bad.stderr  # the early supervisor was already off
     deadline = time.monotonic() + STOP_WAIT
     left = leftovers(lab, set_up, PORT)
     while left != NOTHING_LEFT and time.monotonic() < deadline:
@@ -87,22 +97,20 @@ def test_a_cli_that_ends_without_handing_over_leaves_nothing(lab: Lab, member: M
     assert left == NOTHING_LEFT
 
 
-def test_a_host_key_trusted_by_this_very_run_gets_a_fresh_login(
-    lab: Lab, member: Member, set_up: Path
-) -> None:
+def test_a_host_key_trusted_by_this_very_run_gets_a_fresh_login(lab: Lab, set_up: Path) -> None:
     sshfiles.known_hosts_path().unlink()  # the early master meets an unknown key, in BatchMode
-    done = connect(lab, member, set_up)  # --yes: the CLI trusts the keys, then hands over
+    done = daily(set_up, lab)  # --yes: the CLI trusts the keys, then hands over
     assert "tunnel up" in done.stdout
     assert laptop_get(lab, PORT) == 200
     assert ADOPTED not in log_text()
 
 
-def test_another_user_in_the_config_is_not_adopted(
-    lab: Lab, member: Member, set_up: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_setting_on_the_command_line_means_no_early_login(
+    lab: Lab, set_up: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     other = lab.new_member()
     authorize_key(set_up, other, monkeypatch)  # the same laptop key, now in the other account too
-    connect(lab, other, set_up)  # the early master logged in as `member`: thrown away
+    connect(lab, other, set_up)  # --user other: the saved config names `member`, so nothing early
     assert ADOPTED not in log_text()
     # the namespaces share one process table: the lab's sshd sessions show as `sshd-walab-jump: user`
     ps = subprocess.run(["ps", "-eo", "args="], capture_output=True, text=True).stdout.splitlines()
@@ -112,6 +120,6 @@ def test_another_user_in_the_config_is_not_adopted(
     assert record is not None and record.state == "connected" and laptop_get(lab, PORT) == 200
 
 
-def test_it_can_be_turned_off(lab: Lab, member: Member, set_up: Path) -> None:
-    connect(lab, member, set_up, env={"WA_ONBOARD_NO_PRESTART": "1"})
+def test_it_can_be_turned_off(lab: Lab, set_up: Path) -> None:
+    daily(set_up, lab, env={"WA_ONBOARD_NO_PRESTART": "1"})
     assert ADOPTED not in log_text() and laptop_get(lab, PORT) == 200

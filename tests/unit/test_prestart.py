@@ -19,7 +19,8 @@ FLAGS = ["--user", "bbadger", "--jump", "jump.example:22", "--local-port=18000"]
     ("argv", "name"),
     [
         (["connect", "--detach"], "default"),
-        (["connect", "--detach", "--yes", "--no-browser", *FLAGS], "default"),
+        (["connect", "--detach", "--yes", "--no-browser"], "default"),
+        (["connect", "--detach", *FLAGS], None),  # a changed setting: not the host the config names
         (["--profile", "work", "connect", "--detach"], "work"),
         (["connect", "--profile=lab-2", "--detach", "--engine", "openssh"], "lab-2"),
         (["connect"], None),  # the foreground tunnel has no supervisor to hand over to
@@ -67,6 +68,22 @@ def test_the_control_dir_is_sshfiles_own(home: Path, monkeypatch: pytest.MonkeyP
     deep.mkdir()
     monkeypatch.setenv("HOME", str(deep))  # too long for a socket path: a short dir instead
     assert Path(prestart.control_dir()) == sshfiles.control_dir() != Path(prestart.ssh_dir())
+
+
+def test_only_the_master_login_would_start_is_adopted(home: Path) -> None:
+    from wa_onboard.core.engine_openssh import OpenSshEngine
+
+    profile = Profile(user="bbadger")
+    sshfiles.write_config(profile)
+    as_read = sshfiles.config_path().read_bytes()
+    early = prestart.Prestarted(None, prestart.new_marker(), "wa-jump", as_read)
+    engine = OpenSshEngine(profile)
+    assert engine._can_adopt(early, interactive=False)
+    assert not engine._can_adopt(early, interactive=True)  # setup's login may prompt: a new master
+    assert not OpenSshEngine(profile, "work")._can_adopt(early, interactive=False)  # another alias
+    assert not OpenSshEngine(profile, connect_timeout=3)._can_adopt(early, interactive=False)
+    sshfiles.write_config(profile.updated(user="other"))  # the config changed after ssh read it
+    assert not engine._can_adopt(early, interactive=False)
 
 
 def test_nothing_waits_without_a_prestart() -> None:

@@ -30,10 +30,6 @@ if TYPE_CHECKING:
 
 APP = "wa-onboard"
 DEFAULT_PROFILE = "default"
-_FLAGS_WITH_VALUE = {
-    "--profile", "--user", "--jump", "--host", "--local-port", "--remote-port", "--base-url",
-    "--env", "--kernel-name", "--display-name", "--python", "--conda-module", "--engine",
-}  # fmt: skip
 
 
 # --- what the engine and the speculative supervisor must agree on ----------------------------------
@@ -154,25 +150,24 @@ _pending: _Pending | None = None
 
 
 def _profile_name(argv: list[str]) -> str | None:
-    """The --profile value, the default one, or None when the command line is not a plain
-    ``connect --detach`` (anything odd: leave it to the CLI)."""
+    """The --profile value, the default one, or None when the command line is not the daily
+    ``connect --detach``: a setting given on it (never log in to the host the old one names), or
+    anything odd. Those are left to the CLI alone."""
     words, name, i = [], DEFAULT_PROFILE, 0
     while i < len(argv):
-        arg = argv[i]
-        flag, eq, value = arg.partition("=")
-        if flag in _FLAGS_WITH_VALUE:
+        flag, eq, value = argv[i].partition("=")
+        if flag in ("--profile", "--engine"):
             if not eq:
                 i += 1
                 value = argv[i] if i < len(argv) else ""
-            if flag == "--profile":
-                name = value
             if flag == "--engine" and value != "openssh":
                 return None
-        elif arg.startswith("-"):
-            if arg not in ("--detach", "--yes", "--no-browser"):
+            name = value if flag == "--profile" else name
+        elif flag.startswith("-"):
+            if argv[i] not in ("--detach", "--yes", "--no-browser"):
                 return None
         else:
-            words.append(arg)
+            words.append(flag)
         i += 1
     plain = name.replace("-", "").replace("_", "")
     if words != ["connect"] or "--detach" not in argv or not plain.isalnum() or not plain.isascii():
