@@ -32,6 +32,8 @@ Why it is built this way (an earlier version measured 0.78x throughput that was 
   a client that owes nothing to Python. The earlier version made that request with a fresh Python
   (interpreter start and urllib imports); it is still printed as "plain + python probe s": in the
   lab both cost the same (curl loads its own pile of shared libraries).
+- "connect cold, no prestart" is ours with ``WA_ONBOARD_NO_PRESTART=1``, once per round: the early
+  jump login's share (core/prestart).
 - Plain ``ssh -fN`` has no supervisor and never reconnects: its "recovery" is TCP outliving a 10 s
   cut, ours is the supervisor noticing and reconnecting; the goal for ours is <= 5 s.
 """
@@ -201,12 +203,12 @@ def main() -> None:
             "18000",
         ]
 
-        def run(argv: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
-            return lab.laptop_run(argv, env=env, timeout=120, **kw)  # type: ignore[arg-type]
+        def run(argv: list[str], extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+            return lab.laptop_run(argv, env={**env, **(extra_env or {})}, timeout=120)
 
-        def timed(argv: list[str]) -> float:
+        def timed(argv: list[str], extra_env: dict[str, str] | None = None) -> float:
             t = time.perf_counter()
-            r = run(argv)
+            r = run(argv, extra_env)
             assert r.returncode == 0, r.stdout + r.stderr
             return time.perf_counter() - t
 
@@ -334,6 +336,9 @@ def main() -> None:
                     plain_down()
             pair("connect cold s")
             add("plain", "plain + python probe s", plain_up("python"))
+            # the same connect without the early jump login (core/prestart): what it saves
+            add("ours", "connect cold, no prestart s", timed(daily, {"WA_ONBOARD_NO_PRESTART": "1"}))
+            run([*wa, "disconnect"])
             plain_down()
         # a live master (from a member's `ssh wa-ws` through the Include, or setup): connect rides it
         for _ in range(opts.rounds):
