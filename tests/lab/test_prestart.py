@@ -82,6 +82,15 @@ def test_the_early_jump_master_is_adopted_and_stopped_by_disconnect(lab: Lab, se
     assert leftovers(lab, set_up, PORT) == NOTHING_LEFT
 
 
+def test_open_starts_the_tunnel_with_the_early_login_too(lab: Lab, set_up: Path) -> None:
+    opened = cli(lab, set_up, "open", env={"BROWSER": "true"})  # a browser that opens nothing
+    assert opened.returncode == 0, opened.stdout + opened.stderr
+    assert "tunnel up" in opened.stdout and f"http://localhost:{PORT}/jupyter/" in opened.stdout
+    assert log_text().count(ADOPTED) == 1 and laptop_get(lab, PORT) == 200
+    assert cli(lab, set_up, "disconnect").returncode == 0
+    assert leftovers(lab, set_up, PORT) == NOTHING_LEFT
+
+
 def test_a_cli_that_ends_without_handing_over_leaves_nothing(lab: Lab, set_up: Path) -> None:
     profiles = paths.config_file()
     profiles.write_text(profiles.read_text() + "\n[[broken\n")  # the early login does not read it

@@ -27,6 +27,9 @@ FLAGS = ["--user", "bbadger", "--jump", "jump.example:22", "--local-port=18000"]
         (["connect", "--detach", "--no-tui"], None),
         (["connect", "--detach", "--help"], None),
         (["connect", "--detach", "--engine", "paramiko"], None),
+        (["open"], "default"),  # starts the background tunnel when it is down
+        (["--profile", "work", "open"], "work"),
+        (["open", "--yes"], None),  # open has no such flag: leave the error to the CLI
         (["status"], None),
         (["setup", "--detach"], None),
         (["connect", "--detach", "--profile", "../x"], None),

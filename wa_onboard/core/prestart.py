@@ -1,13 +1,13 @@
 """Start the jump host's login before Python has imported the rest of wa-onboard.
 
-A daily ``wa-onboard connect --detach`` used to spend ~90 ms (on the lab's 2-core machine) importing
-its modules before ssh even started, and the jump host's login takes ~170 ms after that. Both can
-run at once. The entry point calls :func:`maybe_start` first thing: it forks the background
-supervisor-to-be, which starts the jump master at once (the very argv the engine would use), then
-imports the rest while ssh logs in, and waits for its orders. The CLI meanwhile runs exactly as
-before, and where it would fork a supervisor (``supervisor.launch_detached``) it hands this one the
-profile instead (:func:`take`). The supervisor adopts the master only if our ssh_config is still
-byte for byte what ssh read; otherwise it stops it and logs in afresh.
+A daily ``wa-onboard connect --detach`` (or ``open``) used to spend ~90 ms (on the lab's 2-core
+machine) importing its modules before ssh even started, and the jump host's login takes ~170 ms
+after that. Both can run at once. The entry point calls :func:`maybe_start` first thing: it forks
+the background supervisor-to-be, which starts the jump master at once (the very argv the engine
+would use), then imports the rest while ssh logs in, and waits for its orders. The CLI meanwhile
+runs exactly as before, and where it would fork a supervisor (``supervisor.launch_detached``) it
+hands this one the profile instead (:func:`take`). The supervisor adopts the master only if our
+ssh_config is still byte for byte what ssh read; otherwise it stops it and logs in afresh.
 
 If the CLI ends any other way (a bad flag, an error, Ctrl-C, a crash), the orders pipe closes, and
 the speculative supervisor stops its master and exits: nothing is left. It starts only for the
@@ -155,28 +155,31 @@ _pending: _Pending | None = None
 
 def _profile_name(argv: list[str]) -> str | None:
     """The --profile value, the default one, or None when the command line is not the daily
-    ``connect --detach``: a setting given on it (never log in to the host the old one names), or
-    anything odd. Those are left to the CLI alone."""
-    words, name, i = [], DEFAULT_PROFILE, 0
+    ``connect --detach`` or ``open`` (which starts the tunnel in the background when it is down):
+    a setting given on it (never log in to the host the old one names), or anything odd. Those are
+    left to the CLI alone."""
+    words, switches, name, i = [], set(), DEFAULT_PROFILE, 0
     while i < len(argv):
         flag, eq, value = argv[i].partition("=")
         if flag in ("--profile", "--engine"):
             if not eq:
                 i += 1
                 value = argv[i] if i < len(argv) else ""
-            if flag == "--engine" and value != "openssh":
-                return None
+            if flag == "--engine":
+                if value != "openssh":
+                    return None
+                switches.add(flag)
             name = value if flag == "--profile" else name
         elif flag.startswith("-"):
             if argv[i] not in ("--detach", "--yes", "--no-browser"):
                 return None
+            switches.add(argv[i])
         else:
             words.append(flag)
         i += 1
     plain = name.replace("-", "").replace("_", "")
-    if words != ["connect"] or "--detach" not in argv or not plain.isalnum() or not plain.isascii():
-        return None
-    return name
+    daily = (words == ["connect"] and "--detach" in switches) or (words == ["open"] and not switches)
+    return name if daily and plain.isalnum() and plain.isascii() else None
 
 
 def _profiles_file() -> str:
