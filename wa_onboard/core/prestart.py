@@ -21,7 +21,7 @@ Python processes and ssh's key exchange now share the 2 cores.
 This module imports only ``os`` and ``sys`` at the top: it runs before everything else.
 """
 
-# ruff: noqa: PTH100, PTH111, PTH118, PTH123 - os.path, not pathlib: pathlib costs ~5 ms to import here
+# ruff: noqa: PTH100, PTH111, PTH118, PTH123, PTH208 - os.path, not pathlib: pathlib costs ~5 ms to import here
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ import sys
 
 TYPE_CHECKING = False  # typing and dataclasses cost ~15 ms to import here: this module runs first
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 APP = "wa-onboard"
@@ -137,6 +138,46 @@ class Prestarted:
             self.child.close(force=True)
 
 
+# --- background processes (here, because this module runs before anything heavy is loaded) --------
+
+
+def fork_daemon(run: Callable[[], int], close_in_child: tuple[int, ...] = ()) -> None:
+    """Fork twice and ``run()`` in the grandchild: in a session of its own (the terminal's Ctrl-C
+    and hang-up are not its), never a child of the caller, and no zombie (the middle child is
+    reaped here). The grandchild ends with ``run()``'s exit code."""
+    if sys.platform == "win32":  # no fork there: callers spawn instead (this tells mypy's Windows run)
+        raise NotImplementedError("no fork on Windows")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the forked processes (the lab tests cover it)
+        code = 1
+        try:
+            for fd in close_in_child:
+                os.close(fd)
+            os.setsid()
+            code = run() if os.fork() == 0 else 0
+        finally:
+            os._exit(code)
+    os.waitpid(child, 0)
+
+
+def detach_stdio() -> None:  # pragma: no cover - runs in a forked supervisor
+    """A background supervisor lets go of the terminal and of the caller's pipes: a caller that
+    reads our output (a script, a test) must see EOF when the CLI exits, not when the tunnel stops."""
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+    # fds this process inherited are inheritable (Python opens its own non-inheritable): close them
+    for name in os.listdir("/dev/fd"):
+        try:
+            if int(name) > 2 and os.get_inheritable(int(name)):
+                os.close(int(name))
+        except OSError:
+            pass
+
+
 # --- the CLI side --------------------------------------------------------------------------------
 
 
@@ -233,21 +274,9 @@ def maybe_start(argv: list[str]) -> None:
         return
     orders_r, orders_w = os.pipe()
     ready_r, ready_w = os.pipe()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    child = os.fork()
-    if child == 0:  # pragma: no cover - runs in the forked processes (the lab tests cover it)
-        code = 1
-        try:
-            os.close(orders_w)
-            os.close(ready_r)
-            os.setsid()  # out of the terminal's session: its Ctrl-C is the CLI's to handle
-            code = _speculate(name, config, orders_r, ready_w) if os.fork() == 0 else 0
-        finally:
-            os._exit(code)
+    fork_daemon(lambda: _speculate(name, config, orders_r, ready_w), (orders_w, ready_r))
     os.close(orders_r)
     os.close(ready_w)
-    os.waitpid(child, 0)
     _pending = _Pending(name, orders_w, ready_r)
 
 
@@ -281,10 +310,7 @@ def take(profile_name: str, profile: dict[str, Any], explicit_port: bool) -> int
 def _speculate(name: str, config: bytes, orders: int, ready: int) -> int:  # pragma: no cover
     """Start the jump master, import the rest while it logs in, wait for orders, then serve."""
     os.write(ready, f"{os.getpid()}\n".encode("ascii"))
-    null = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(null, fd)
-    os.close(null)
+    detach_stdio()
     jump = alias_names(name)[0]
     marker = new_marker()
     argv = master_argv("ssh", os.path.join(ssh_dir(), "config"), jump, marker, interactive=False)

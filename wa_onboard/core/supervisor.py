@@ -617,29 +617,15 @@ def launch_detached(
 
 
 def _fork_detached(profile: Profile, profile_name: str, explicit_port: bool, read: int, write: int) -> int:
-    """Fork twice (a new session, never a child of the terminal's process, no zombie left behind);
-    the grandchild runs the supervisor and the pid comes back through the pipe."""
-    if sys.platform == "win32":  # launch_detached never forks there; this tells mypy's Windows run
-        raise NotImplementedError("no fork on Windows")
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    child = os.fork()
-    if child == 0:  # pragma: no cover - runs in the forked processes (the lab tests cover it)
-        code = 1
-        try:
-            os.close(read)
-            os.setsid()
-            grandchild = os.fork()
-            if grandchild == 0:
-                _detach_stdio()
-                code = _serve(profile, profile_name, explicit_port, write)
-            else:
-                os.write(write, f"{grandchild}\n".encode("ascii"))
-                code = 0
-        finally:
-            os._exit(code)
-    os.waitpid(child, 0)
+    """The supervisor in a grandchild of a new session (prestart.fork_daemon); its pid comes back
+    through the pipe."""
+
+    def run() -> int:  # pragma: no cover - runs in the forked supervisor (the lab tests cover it)
+        os.write(write, f"{os.getpid()}\n".encode("ascii"))
+        prestart.detach_stdio()
+        return _serve(profile, profile_name, explicit_port, write)
+
+    prestart.fork_daemon(run, (read,))
     line = _read_line(read, time.monotonic() + 10, lambda: True)
     if not line or not line.isdigit():
         raise ConnectError(
@@ -648,21 +634,6 @@ def _fork_detached(profile: Profile, profile_name: str, explicit_port: bool, rea
             "run wa-onboard connect --no-tui to see why",
         )
     return int(line)
-
-
-def _detach_stdio() -> None:  # pragma: no cover - runs in the forked supervisor
-    """The forked supervisor lets go of the terminal and of the caller's pipes: a caller that reads
-    our output (a script, a test) must see EOF when the CLI exits, not when the tunnel stops."""
-    null = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(null, fd)
-    os.close(null)
-    # fds this process inherited are inheritable (Python opens its own non-inheritable): close them
-    for name in os.listdir("/dev/fd"):  # noqa: PTH208
-        fd = int(name)
-        with contextlib.suppress(OSError):
-            if fd > 2 and os.get_inheritable(fd):
-                os.close(fd)
 
 
 def wait_detached(launched: Launched, profile_name: str, timeout: float = 90.0) -> TunnelRecord | None:
