@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Any
 from wa_onboard import __version__
 from wa_onboard.core import validate
 from wa_onboard.core.errors import InvalidInput, WaError
-from wa_onboard.core.profile import DEFAULT_PROFILE, Profile, ProfileStore
+from wa_onboard.core.profile import DEFAULT_PROFILE, Profile, ProfileStore, UnknownProfile
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -44,12 +45,15 @@ exit codes: 0 success, 1 a step or check failed (the message says what to do),
 """
 
 
+class UsageError(Exception):
+    """argparse's complaint, raised instead of printed so ``main`` can retry or say it in one line."""
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (plus the usage) and exit code 2, as documented."""
+    """argparse, but a usage error is raised as ``UsageError``: ``main`` prints it as one line, exit 2."""
 
     def error(self, message: str) -> Any:  # argparse's signature returns NoReturn
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"wa-onboard: error: {message}\n")
+        raise UsageError(message)
 
 
 def _add_profile_flags(parser: argparse.ArgumentParser) -> None:
@@ -65,6 +69,11 @@ def _add_profile_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--display-name", metavar="TEXT", help="name the Launcher shows (default WA)")
     g.add_argument("--python", metavar="X.Y", help="Python version for a new env (default 3.11)")
     g.add_argument("--conda-module", metavar="NAME", help="module that provides conda (default anaconda)")
+    g.add_argument(
+        "--engine",
+        choices=validate.ENGINES,
+        help="how to talk SSH (default openssh; paramiko on Windows)",
+    )
 
 
 def _add_profile_option(parser: argparse.ArgumentParser) -> None:
@@ -77,12 +86,14 @@ def _add_profile_option(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="wa-onboard",
+        usage="wa-onboard [-h] [--version] [--profile NAME] [COMMAND [OPTIONS]]",
         description=_DESCRIPTION,
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"wa-onboard {__version__}")
     _add_profile_option(parser)
+    # not required: the bare command is the app, so the usage line shows it in brackets
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def command(name: str, help_text: str, description: str = "") -> argparse.ArgumentParser:
@@ -90,7 +101,6 @@ def build_parser() -> argparse.ArgumentParser:
         _add_profile_option(p)
         return p
 
-    engine_help = "how to talk SSH (default: openssh; paramiko on Windows)"
     p = command(
         "setup",
         "first run: key, login, conda env, WA kernel, tunnel, browser",
@@ -104,7 +114,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--password-stdin", action="store_true", help="read the password from one stdin line")
     p.add_argument("--no-browser", action="store_true", help="print the URL, do not open a browser")
     p.add_argument("--repair", action="store_true", help="offer to rebuild a broken env (asks first)")
-    p.add_argument("--engine", choices=validate.ENGINES, help=engine_help)
 
     p = command(
         "connect",
@@ -116,7 +125,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detach", action="store_true", help="keep the tunnel running in the background")
     p.add_argument("--yes", action="store_true", help="accept a new host key")
     p.add_argument("--no-browser", action="store_true", help="do not open the browser")
-    p.add_argument("--engine", choices=validate.ENGINES, help=engine_help)
 
     p = command("status", "is the tunnel up? (checked, not just remembered)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -167,15 +175,50 @@ class CommandContext:
     args: argparse.Namespace
 
     def load_profile(self, *, save_flags: bool = False) -> Profile:
-        """The stored profile with command-line changes applied; saved when asked and changed."""
+        """The stored profile with command-line changes applied; saved when asked and changed.
+
+        Only setup makes a new profile (``main`` refuses other commands an unknown one). A change
+        to an existing profile is said on stderr, so no setting sticks silently.
+        """
         stored = self.store.load(self.profile_name)
         profile = stored or Profile()
         changes = profile_changes(self.args)
         if changes:
             profile = profile.updated(**changes)
-            if save_flags and profile != stored:
+            creating = stored is None and getattr(self.args, "command", None) == "setup"
+            if save_flags and profile != stored and (stored is not None or creating):
                 self.store.save(profile, self.profile_name)
+                if stored is not None:
+                    _say_saved(self.profile_name, stored, profile, self.store)
         return profile
+
+
+def _say_saved(name: str, before: Profile, after: Profile, store: ProfileStore) -> None:
+    old, new = before.to_dict(), after.to_dict()
+    changed = ", ".join(f"{k} {new[k]} (was {old[k]})" for k in new if new[k] != old[k])
+    sys.stderr.write(f"wa-onboard: saved to profile {name} in {store.path}: {changed}\n")
+
+
+def require_known_profile(ctx: CommandContext) -> None:
+    """Every command but setup works on a profile that exists: a mistyped ``--profile`` is said,
+    never turned into a new profile with the default hosts."""
+    command = ctx.args.command
+    if command in (None, "setup"):
+        return  # the bare command opens the wizard for a profile it does not know: that is setup
+    names = ctx.store.names()
+    name = ctx.profile_name
+    if name in names:
+        return
+    if not names and command in ("status", "doctor", "disconnect"):
+        return  # a fresh laptop, nothing to mistype: these say what is missing themselves
+    flag = "" if name == DEFAULT_PROFILE else f" --profile {name}"
+    setup = f"wa-onboard{flag} setup --user YOUR_CAE_USERNAME"
+    if names:
+        raise UnknownProfile(
+            f"no profile named {name!r} (known: {', '.join(names)})",
+            f"pick one with --profile NAME, or create this one with: {setup}",
+        )
+    raise UnknownProfile(f"this laptop is not set up yet (no profile {name!r})", f"run: {setup}")
 
 
 def _print_error(exc: WaError) -> None:
@@ -184,15 +227,45 @@ def _print_error(exc: WaError) -> None:
         sys.stderr.write(f"  hint: {exc.hint}\n")
 
 
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    """Parse; a flag's value that starts with '-' (``--user -oX``) is read as ``--user=-oX``.
+
+    argparse takes such a value for an option and prints its usage; read as the flag's value, it
+    meets the same validation, and the same one-line error, as when written with '='.
+    """
+    words = list(argv)
+    while True:
+        try:
+            return parser.parse_args(words)
+        except UsageError as exc:
+            match = re.fullmatch(r"argument (--[a-z-]+)(?:/\S+)?: expected one argument", str(exc))
+            at = next(
+                (i for i, w in enumerate(words[:-1]) if match and w == match[1] and words[i + 1][:1] == "-"),
+                None,
+            )
+            if at is None:
+                raise
+            words[at : at + 2] = [f"{words[at]}={words[at + 1]}"]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parse(parser, sys.argv[1:] if argv is None else argv)
+    except UsageError as exc:
+        command = next((w for w in (argv or sys.argv[1:]) if w in COMMANDS), "")
+        sys.stderr.write(
+            f"wa-onboard: error: {exc} (see: wa-onboard {command + ' ' if command else ''}--help)\n"
+        )
+        return EXIT_USAGE
     try:
         ctx = CommandContext(
             profile_name=validate.profile_name(getattr(args, "profile", DEFAULT_PROFILE)),
             store=ProfileStore(),
             args=args,
         )
+        profile_changes(args)  # a bad value is said first, whatever else is wrong
+        require_known_profile(ctx)
         if args.command is None:
             from wa_onboard.tui import launch
 

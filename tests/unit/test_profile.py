@@ -86,12 +86,35 @@ def test_bad_value_in_file_names_profile_and_field(isolated_home: Path) -> None:
         store.load()
 
 
-def test_unreadable_file_is_a_config_error(isolated_home: Path) -> None:
+def test_not_utf8_config_says_so_not_permissions(isolated_home: Path) -> None:
     store = ProfileStore()
     store.path.parent.mkdir(parents=True)
     store.path.write_bytes(b"\xff\xfe not utf-8")
-    with pytest.raises(ConfigError, match="cannot read"):
+    with pytest.raises(ConfigError, match=r"is not UTF-8 text \(byte 0xff at offset 0\)") as info:
         store.load()
+    assert "permission" not in info.value.hint and str(store.path) in info.value.hint
+
+
+def test_config_path_that_is_a_folder_says_so(isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = isolated_home / "conf"
+    folder.mkdir()
+    monkeypatch.setenv("WA_ONBOARD_CONFIG", str(folder))
+    with pytest.raises(ConfigError, match="is a folder, not a file") as info:
+        ProfileStore().load()
+    assert "WA_ONBOARD_CONFIG" in info.value.hint and "permission" not in info.value.hint
+
+
+def test_config_folder_that_cannot_be_made_is_a_config_error(
+    isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = isolated_home / "afile"
+    blocker.write_text("x")
+    monkeypatch.setenv("WA_ONBOARD_CONFIG", str(blocker / "dir" / "c.toml"))
+    for attempt in (ProfileStore().load, lambda: ProfileStore().save(Profile(user="bbadger"))):
+        with pytest.raises(ConfigError) as info:
+            attempt()
+        assert info.value.message.endswith(f"{blocker} is a file, not a folder")
+        assert "WA_ONBOARD_CONFIG" in info.value.hint
 
 
 def test_profile_names_are_validated() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wa_onboard import __version__
@@ -82,11 +83,26 @@ def render_table(run: DoctorRun) -> None:
     console.print(Text(summary_line(run.results), style=style))
 
 
+def _report_target(report: str | None) -> Path | None:
+    """Where ``--report`` goes, checked before any check runs: a wrong path is said at once."""
+    if not report:
+        return None
+    from wa_onboard.core import paths
+    from wa_onboard.core.errors import InvalidInput
+
+    target = Path(report).expanduser().absolute()
+    problem = paths.new_file_problem(target)
+    if problem:
+        raise InvalidInput("--report", problem, "give a file in a folder you can write, e.g. ~/wa-report.txt")
+    return target
+
+
 def run(command: str, ctx: CommandContext) -> int:
     from wa_onboard.core.doctor import run_doctor
     from wa_onboard.core.errors import WaError
 
     args = ctx.args
+    target = _report_target(getattr(args, "report", None))
     as_json = bool(getattr(args, "json", False))
     live = not as_json and sys.stderr.isatty()
 
@@ -103,17 +119,13 @@ def run(command: str, ctx: CommandContext) -> int:
         sys.stdout.write(json.dumps(to_json(doctor_run), indent=2) + "\n")
     else:
         render_table(doctor_run)
-    report = getattr(args, "report", None)
-    if report:
-        from pathlib import Path
-
+    if target is not None:
         from wa_onboard.core import paths
         from wa_onboard.core.doctor.report import build_report
 
         text = build_report(
             doctor_run.profile_name, doctor_run.profile, doctor_run.results, doctor_run.versions
         )
-        target = Path(report).expanduser().absolute()
         try:
             paths.write_private_file(target, text)
         except OSError as exc:

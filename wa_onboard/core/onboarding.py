@@ -156,8 +156,7 @@ def lock_path(profile_name: str) -> Path:
 def setup_lock(profile_name: str) -> Iterator[None]:
     """One setup per profile at a time: a second one would race the first on the key and the env."""
     path = lock_path(profile_name)
-    paths.ensure_private_dir(path.parent)
-    handle: IO[str] = path.open("a+", encoding="utf-8")
+    handle: IO[str] = paths.open_private(path)
     try:
         if not _try_lock(handle):
             handle.seek(0)

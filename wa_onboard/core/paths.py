@@ -7,7 +7,11 @@ absolute here.
 from __future__ import annotations
 
 import os
+import stat
+import sys
+import tempfile
 from pathlib import Path
+from typing import IO
 
 import platformdirs
 
@@ -40,26 +44,83 @@ def key_file() -> Path:
 
 
 def ensure_private_dir(path: Path) -> Path:
-    """Create ``path`` (and parents) and make the leaf 0700."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if os.name == "posix":
-        path.chmod(0o700)
+    """Create ``path`` and its missing parents, each made 0700.
+
+    Only the folders made here are chmodded: one that already exists may be $HOME, ``/tmp`` or a
+    folder the member chose for a report, and is not ours to change.
+    """
+    missing: list[Path] = []
+    current = path
+    while not current.is_dir() and current != current.parent:
+        missing.append(current)
+        current = current.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:
+            if not folder.is_dir():
+                raise
+            continue  # made by someone else meanwhile: not ours
+        if sys.platform != "win32":
+            folder.chmod(0o700)  # mkdir's mode is cut by the umask; 0700 is what we promise
     return path
 
 
-def write_private_file(path: Path, data: str) -> None:
-    """Write atomically (temp file + rename) with mode 0600, so a crash never leaves half a file."""
+def open_private(path: Path) -> IO[str]:
+    """Open a file of ours for reading and writing, such as a lock, creating it 0600.
+
+    ``open("a+")`` would leave it 0644 under the usual umask; one an older version left so is made 0600.
+    """
     ensure_private_dir(path.parent)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    try:
+        if sys.platform != "win32" and os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+        return os.fdopen(fd, "r+", encoding="utf-8")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def write_private_file(path: Path, data: str) -> None:
+    """Write atomically (temp file + rename) with mode 0600, so a crash never leaves half a file.
+
+    Missing folders are made 0700; the folder the file lands in is otherwise left as it is. The
+    temp file is made with O_EXCL under a random name, so a shared folder such as /tmp is safe.
+    """
+    ensure_private_dir(path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            if sys.platform != "win32":
+                os.fchmod(handle.fileno(), 0o600)  # mkstemp's 0600 is still cut by an odd umask
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        if os.name == "posix":
-            tmp.chmod(0o600)
         tmp.replace(path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def new_file_problem(path: Path) -> str | None:
+    """What would stop a file being written at ``path`` (its folder must exist), or None.
+
+    Asked before long work (the doctor's checks), so a mistyped path is named at once, and in
+    words: "Permission denied" from the rename does not say that the path is a folder.
+    """
+    if path.is_dir():
+        return f"{path} is a folder, not a file"
+    parent = path.parent
+    if not parent.exists():
+        return f"the folder {parent} does not exist"
+    if not parent.is_dir():
+        return f"{parent} is not a folder"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"you cannot write in the folder {parent}"
+    if sys.platform != "win32" and path.exists():
+        folder, existing, me = parent.stat(), path.lstat(), os.geteuid()
+        if folder.st_mode & stat.S_ISVTX and me not in (0, folder.st_uid, existing.st_uid):
+            return f"{path} belongs to another user (and {parent} lets only its owner replace it)"
+    return None

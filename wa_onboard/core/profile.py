@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from wa_onboard.core import paths, validate
-from wa_onboard.core.errors import ConfigError, InvalidInput
+from wa_onboard.core.errors import ConfigError, InvalidInput, WaError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -18,6 +19,12 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
 
 DEFAULT_PROFILE = "default"
+
+
+class UnknownProfile(WaError):
+    """A command other than setup named a profile the config file does not have."""
+
+    exit_code = 2
 
 
 def default_engine() -> str:
@@ -143,11 +150,25 @@ class ProfileStore:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return {}
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        except IsADirectoryError:
             raise ConfigError(
-                f"cannot read config file {self.path}: {reason}", "check the file's permissions"
+                f"config path {self.path} is a folder, not a file", self._where_hint("a file in it")
             ) from None
+        except NotADirectoryError:
+            raise ConfigError(self._file_in_the_way(), self._where_hint("a file")) from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"config file {self.path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} "
+                f"at offset {exc.start})",
+                f"fix or delete {self.path} (setup writes a new one)",
+            ) from None
+        except PermissionError:
+            raise ConfigError(
+                f"cannot read config file {self.path}: permission denied",
+                f"make it readable for you: chmod u+r {self.path}",
+            ) from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {self.path}: {exc.strerror or exc}") from None
         try:
             data: dict[str, Any] = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
@@ -183,4 +204,27 @@ class ProfileStore:
         data = self._read()
         data.setdefault("profiles", {})[name] = profile.to_dict()
         header = "# wa-onboard profiles. Edit with care or use: wa-onboard setup --help\n"
-        paths.write_private_file(self.path, header + tomli_w.dumps(data))
+        try:
+            paths.write_private_file(self.path, header + tomli_w.dumps(data))
+        except (NotADirectoryError, FileExistsError):
+            raise ConfigError(self._file_in_the_way(), self._where_hint("a file")) from None
+        except OSError as exc:
+            where = Path(exc.filename) if exc.filename else self.path
+            what = (
+                f"cannot make the folder {where}"
+                if where != self.path and where in self.path.parents
+                else f"cannot write config file {self.path}"
+            )
+            raise ConfigError(
+                f"{what}: {exc.strerror or exc}", self._where_hint("a file in a folder you can write")
+            ) from None
+
+    def _file_in_the_way(self) -> str:
+        blocker = next((p for p in reversed(self.path.parents) if p.exists() and not p.is_dir()), None)
+        return f"config path {self.path}: {blocker or 'a folder on the way'} is a file, not a folder"
+
+    def _where_hint(self, wanted: str) -> str:
+        """The fix for a config path that cannot be used: where it came from decides what to change."""
+        if os.environ.get("WA_ONBOARD_CONFIG"):
+            return f"WA_ONBOARD_CONFIG names {self.path}: point it at {wanted}, or unset it"
+        return f"{self.path} is the default config path: make room for it (move away what is there)"
