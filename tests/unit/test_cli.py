@@ -111,3 +111,165 @@ def test_profile_flags_given_to_setup_are_saved(isolated_home: Path) -> None:
     assert profile is not None
     assert (profile.user, profile.host) == ("bbadger", "carproject-07.engr.wisc.edu")
     assert ProfileStore().load("default") is None
+
+
+# ------------------------------------------------------------------ profiles: only setup makes one
+
+
+def _two_profiles() -> ProfileStore:
+    from wa_onboard.core.profile import Profile
+
+    store = ProfileStore()
+    store.save(Profile(user="bbadger", jump="127.0.0.1:1", host="127.0.0.1:2"))
+    store.save(Profile(user="bbadger", jump="127.0.0.1:1", host="127.0.0.1:2"), "ws7")
+    return store
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["status"], ["status", "--json"], ["connect", "--no-browser"], ["open"], ["disconnect"], ["doctor"]],
+)
+def test_a_mistyped_profile_is_an_error_naming_the_known_ones(isolated_home: Path, args: list[str]) -> None:
+    store = _two_profiles()
+    before = store.path.read_bytes()
+    r = wa("--profile", "nosuch", *args)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.stdout == "" and "Traceback" not in r.stderr
+    error, hint = r.stderr.splitlines()
+    assert error == "wa-onboard: error: no profile named 'nosuch' (known: default, ws7)"
+    assert "wa-onboard --profile nosuch setup --user" in hint
+    assert store.path.read_bytes() == before, "a command other than setup made a profile"
+
+
+def test_connect_on_a_fresh_laptop_makes_no_profile(isolated_home: Path) -> None:
+    r = wa("connect", "--user", "bbadger", "--jump", "127.0.0.1:1", "--host", "127.0.0.1:2", "--no-browser")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.stderr.startswith("wa-onboard: error: this laptop is not set up yet")
+    assert "wa-onboard setup --user" in r.stderr
+    assert not ProfileStore().path.exists()
+
+
+def test_setup_may_make_a_new_profile_and_the_bare_flags_still_validate_first(isolated_home: Path) -> None:
+    _two_profiles()
+    r = wa("--profile", "nosuch", "connect", "--local-port", "70000")
+    assert r.returncode == 2 and "invalid local-port" in r.stderr  # bad input first, as before
+    wa(
+        "--profile",
+        "new",
+        "setup",
+        "--user",
+        "bbadger",
+        "--host",
+        "127.0.0.1:2",
+        "--no-tui",
+        "--jump",
+        "127.0.0.1:1",
+    )
+    assert "new" in ProfileStore().names()
+
+
+# ------------------------------------------------------------------ --engine is a profile flag
+
+
+@pytest.mark.parametrize("command", ["setup", "connect"])
+def test_engine_is_listed_with_the_profile_flags(command: str) -> None:
+    text = wa(command, "--help").stdout
+    group = text[text.index("profile (given values are validated and saved") :]
+    group = group[: group.index("\n\n")] if "\n\n" in group else group
+    assert "--engine" in group
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert "| `--engine` | `engine` |" in readme
+
+
+def test_a_changed_profile_value_is_said_when_saved(
+    isolated_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from wa_onboard.cli import CommandContext, build_parser, parse
+
+    store = _two_profiles()
+    args = parse(build_parser(), ["connect", "--engine", "paramiko", "--local-port", "8001"])
+    ctx = CommandContext("default", store, args)
+    assert ctx.load_profile(save_flags=True).engine == "paramiko"
+    saved = store.load()
+    assert saved is not None and (saved.engine, saved.local_port) == ("paramiko", 8001)
+    err = capsys.readouterr().err
+    assert err.startswith("wa-onboard: saved to profile default in ")
+    assert "engine paramiko (was openssh)" in err and "local_port 8001 (was 8000)" in err
+    ctx.load_profile(save_flags=True)  # the same values again: nothing changes, nothing said
+    assert capsys.readouterr().err == ""
+
+
+# ------------------------------------------------------------------ usage errors: one line, exit 2
+
+
+def test_a_value_that_starts_with_a_dash_gets_the_same_one_line_error() -> None:
+    spaced = wa("setup", "--user", "-oProxyCommand=x")
+    joined = wa("setup", "--user=-oProxyCommand=x")
+    assert spaced.returncode == joined.returncode == 2
+    assert spaced.stderr == joined.stderr
+    assert spaced.stderr.startswith("wa-onboard: error: invalid user: '-oProxyCommand=x'")
+    assert "usage:" not in spaced.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["connect", "--frobnicate"],
+        ["--user=-x", "setup"],
+        ["status", "--profile"],
+        ["setup", "--engine", "ssh"],
+    ],
+)
+def test_every_usage_error_is_one_line(args: list[str]) -> None:
+    r = wa(*args)
+    assert r.returncode == 2 and r.stdout == ""
+    assert len(r.stderr.splitlines()) == 1 and r.stderr.startswith("wa-onboard: error: "), r.stderr
+    assert "--help" in r.stderr
+
+
+def test_the_usage_line_shows_the_command_is_optional() -> None:
+    usage = wa("--help").stdout.splitlines()[0]
+    assert usage == "usage: wa-onboard [-h] [--version] [--profile NAME] [COMMAND [OPTIONS]]"
+
+
+# ------------------------------------------------------------------ doctor --report: checked first
+
+
+def test_report_to_a_folder_or_missing_folder_is_said_before_any_check(isolated_home: Path) -> None:
+    (isolated_home / "somedir").mkdir()
+    for target, problem in [
+        (isolated_home / "somedir", f"{isolated_home}/somedir is a folder, not a file"),
+        (isolated_home / "nope" / "r.txt", f"the folder {isolated_home}/nope does not exist"),
+    ]:
+        r = wa("doctor", "--report", str(target))
+        assert r.returncode == 2, r.stderr
+        assert r.stdout == "", "checks ran before the report path was checked"
+        assert r.stderr.splitlines()[0] == f"wa-onboard: error: invalid --report: {problem}"
+    assert not (isolated_home / "nope").exists()
+
+
+def test_report_to_a_folder_a_normal_user_cannot_write() -> None:
+    from tests.unit.normal_user import normal_home, run_as_normal_user
+
+    with normal_home() as home:
+        r = run_as_normal_user(["python", "-m", "wa_onboard", "doctor", "--report", "/r.txt"], home)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.splitlines()[0] == "wa-onboard: error: invalid --report: you cannot write in the folder /"
+
+
+def test_config_folder_that_cannot_be_made_is_one_line_no_traceback() -> None:
+    from tests.unit.normal_user import normal_home, run_as_normal_user
+
+    with normal_home() as home:
+        r = run_as_normal_user(
+            ["python", "-m", "wa_onboard", "setup", "--no-tui", "--user", "bbadger"],
+            home,
+            {"WA_ONBOARD_CONFIG": "/nonexistent/dir/c.toml"},
+        )
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    error, hint = r.stderr.splitlines()
+    assert error == "wa-onboard: error: cannot make the folder /nonexistent: Permission denied"
+    assert (
+        hint
+        == "  hint: WA_ONBOARD_CONFIG names /nonexistent/dir/c.toml: point it at a file in a folder you can write, or unset it"
+    )
