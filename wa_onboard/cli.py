@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"wa-onboard {__version__}")
     _add_profile_option(parser)
     # not required: the bare command is the app, so the usage line shows it in brackets
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser, prog="wa-onboard")
 
     def command(name: str, help_text: str, description: str = "") -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=description or help_text)
@@ -250,10 +250,11 @@ def parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Name
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    words = sys.argv[1:] if argv is None else list(argv)
     try:
-        args = parse(parser, sys.argv[1:] if argv is None else argv)
+        args = parse(parser, words)
     except UsageError as exc:
-        command = next((w for w in (argv or sys.argv[1:]) if w in COMMANDS), "")
+        command = next((w for w in words if w in COMMANDS), "")
         sys.stderr.write(
             f"wa-onboard: error: {exc} (see: wa-onboard {command + ' ' if command else ''}--help)\n"
         )
