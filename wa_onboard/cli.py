@@ -185,15 +185,16 @@ class CommandContext:
         changes = profile_changes(self.args)
         if changes:
             profile = profile.updated(**changes)
-            creating = stored is None and getattr(self.args, "command", None) == "setup"
-            if save_flags and profile != stored and (stored is not None or creating):
+            if save_flags and profile != stored:
                 self.store.save(profile, self.profile_name)
-                if stored is not None:
-                    _say_saved(self.profile_name, stored, profile, self.store)
+                _say_saved(self.profile_name, stored, profile, self.store)
         return profile
 
 
-def _say_saved(name: str, before: Profile, after: Profile, store: ProfileStore) -> None:
+def _say_saved(name: str, before: Profile | None, after: Profile, store: ProfileStore) -> None:
+    if before is None:
+        sys.stderr.write(f"wa-onboard: saved the new profile {name} in {store.path}\n")
+        return
     old, new = before.to_dict(), after.to_dict()
     changed = ", ".join(f"{k} {new[k]} (was {old[k]})" for k in new if new[k] != old[k])
     sys.stderr.write(f"wa-onboard: saved to profile {name} in {store.path}: {changed}\n")
@@ -201,7 +202,12 @@ def _say_saved(name: str, before: Profile, after: Profile, store: ProfileStore) 
 
 def require_known_profile(ctx: CommandContext) -> None:
     """Every command but setup works on a profile that exists: a mistyped ``--profile`` is said,
-    never turned into a new profile with the default hosts."""
+    never turned into a new profile with the default hosts.
+
+    The one exception is a laptop with no profile at all, where nothing can be mistyped: status,
+    doctor and disconnect say themselves what is missing, and ``connect --user ...`` (with a key
+    already in place) saves the profile it was given, and says so.
+    """
     command = ctx.args.command
     if command in (None, "setup"):
         return  # the bare command opens the wizard for a profile it does not know: that is setup
@@ -209,8 +215,10 @@ def require_known_profile(ctx: CommandContext) -> None:
     name = ctx.profile_name
     if name in names:
         return
-    if not names and command in ("status", "doctor", "disconnect"):
-        return  # a fresh laptop, nothing to mistype: these say what is missing themselves
+    if not names and (
+        command in ("status", "doctor", "disconnect") or (command == "connect" and ctx.args.user)
+    ):
+        return
     flag = "" if name == DEFAULT_PROFILE else f" --profile {name}"
     setup = f"wa-onboard{flag} setup --user YOUR_CAE_USERNAME"
     if names:

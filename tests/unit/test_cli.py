@@ -141,11 +141,12 @@ def test_a_mistyped_profile_is_an_error_naming_the_known_ones(isolated_home: Pat
     assert store.path.read_bytes() == before, "a command other than setup made a profile"
 
 
-def test_connect_on_a_fresh_laptop_makes_no_profile(isolated_home: Path) -> None:
-    r = wa("connect", "--user", "bbadger", "--jump", "127.0.0.1:1", "--host", "127.0.0.1:2", "--no-browser")
+def test_connect_on_a_fresh_laptop_without_a_user_says_run_setup(isolated_home: Path) -> None:
+    r = wa("connect", "--jump", "127.0.0.1:1", "--host", "127.0.0.1:2", "--no-browser")
     assert r.returncode == 2, r.stdout + r.stderr
-    assert r.stderr.startswith("wa-onboard: error: this laptop is not set up yet")
-    assert "wa-onboard setup --user" in r.stderr
+    error, hint = r.stderr.splitlines()
+    assert error == "wa-onboard: error: this laptop is not set up yet (no profile 'default')"
+    assert hint == "  hint: run: wa-onboard setup --user YOUR_CAE_USERNAME"
     assert not ProfileStore().path.exists()
 
 
@@ -197,6 +198,8 @@ def test_a_changed_profile_value_is_said_when_saved(
     assert "engine paramiko (was openssh)" in err and "local_port 8001 (was 8000)" in err
     ctx.load_profile(save_flags=True)  # the same values again: nothing changes, nothing said
     assert capsys.readouterr().err == ""
+    CommandContext("ws8", store, args).load_profile(save_flags=True)
+    assert capsys.readouterr().err == f"wa-onboard: saved the new profile ws8 in {store.path}\n"
 
 
 # ------------------------------------------------------------------ usage errors: one line, exit 2
@@ -273,3 +276,24 @@ def test_config_folder_that_cannot_be_made_is_one_line_no_traceback() -> None:
         hint
         == "  hint: WA_ONBOARD_CONFIG names /nonexistent/dir/c.toml: point it at a file in a folder you can write, or unset it"
     )
+
+
+@pytest.mark.parametrize("kind", ["folder", "not-utf8"])
+def test_a_config_path_that_is_a_folder_or_not_utf8_is_named(
+    isolated_home: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    target = isolated_home / "c.toml"
+    if kind == "folder":
+        target.mkdir()
+    else:
+        target.write_bytes(b'[profiles.default]\nuser = "b\xe9"\n')  # latin-1, as an old editor saves it
+    monkeypatch.setenv("WA_ONBOARD_CONFIG", str(target))
+    r = wa("status")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    error, hint = r.stderr.splitlines()
+    assert "permission" not in (error + hint).lower()
+    expected = {
+        "folder": f"config path {target} is a folder, not a file",
+        "not-utf8": f"config file {target} is not UTF-8 text (byte 0xe9 at offset 28)",
+    }[kind]
+    assert error == f"wa-onboard: error: {expected}"
