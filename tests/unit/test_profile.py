@@ -120,3 +120,16 @@ def test_config_folder_that_cannot_be_made_is_a_config_error(
 def test_profile_names_are_validated() -> None:
     with pytest.raises(InvalidInput, match="profile"):
         ProfileStore().load("../etc")
+
+
+def test_a_config_file_in_a_folder_of_the_members_leaves_the_folder_alone(
+    isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``WA_ONBOARD_CONFIG=~/dotfiles/wa.toml``: the file is 0600, the member's folder keeps its mode."""
+    folder = isolated_home / "dotfiles"
+    folder.mkdir()
+    folder.chmod(0o755)
+    monkeypatch.setenv("WA_ONBOARD_CONFIG", str(folder / "wa.toml"))
+    ProfileStore().save(Profile(user="bbadger"))
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755
+    assert stat.S_IMODE((folder / "wa.toml").stat().st_mode) == 0o600
