@@ -120,3 +120,33 @@ def test_module_and_python_rules() -> None:
     for bad in ["2.7", "3", "3.11;x"]:
         with pytest.raises(InvalidInput):
             validate.python_version(bad)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "fe80::1%eth0",
+        "[fe80::1%eth0]:2222",
+        "[fe80::1%h\n ProxyCommand sh -c 'touch ~/PWNED'\n #]",
+        "fe80::1%a b#c",
+        "fe80::1%",
+    ],
+)
+def test_ipv6_zone_ids_are_refused(text: str) -> None:
+    """ipaddress accepts anything after '%' (newlines, spaces, '#'): it must never reach our ssh_config."""
+    with pytest.raises(InvalidInput, match="zone id") as info:
+        validate.host_port(text, "jump")
+    assert "\n" not in str(info.value)
+
+
+def test_a_long_bad_value_is_cut_in_the_error() -> None:
+    value = "a b" * 2000
+    for check in (validate.user, validate.env_name, lambda v: validate.host_port(v, "host")):
+        with pytest.raises(InvalidInput) as info:
+            check(value)
+        message = str(info.value)
+        assert len(message) < 200, message
+        assert "…" in message and "6000 characters" in message
+    with pytest.raises(InvalidInput) as info:
+        validate.user("a b")
+    assert "'a b'" in str(info.value) and "…" not in str(info.value)  # short values are shown whole
