@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 
 from wa_onboard.core.errors import InvalidInput
 
@@ -61,9 +62,16 @@ def hostname(value: str, field: str) -> str:
             "give a host name or an address without the zone id",
         )
     try:
-        return str(ipaddress.ip_address(value))
+        address = ipaddress.ip_address(value)
     except ValueError:
         pass
+    else:
+        if isinstance(address, ipaddress.IPv6Address) and (address.ipv4_mapped or 1 < int(address) < 2**32):
+            # ::ffff:a.b.c.d and ::a.b.c.d are written differently by Python and by ssh (libc)
+            raise InvalidInput(
+                field, f"{shown(value)} is an IPv4 address written as IPv6; write it as a.b.c.d"
+            )
+        return str(address)
     labels = value.rstrip(".").split(".")
     if (
         not value
@@ -75,7 +83,21 @@ def hostname(value: str, field: str) -> str:
             field,
             f"{shown(value)} is not a host name (labels of letters, digits and '-', separated by '.')",
         )
+    if labels[-1].isdigit() or _inet_aton_accepts(value):
+        # ssh (inet_aton) reads "127.1", "0" or "010.1.1.1" as an IPv4 address of its own making
+        raise InvalidInput(
+            field,
+            f"{shown(value)} reads as a shortened IPv4 address; write the address as four numbers a.b.c.d",
+        )
     return value.rstrip(".").lower()
+
+
+def _inet_aton_accepts(value: str) -> bool:
+    try:
+        socket.inet_aton(value)
+    except OSError:
+        return False
+    return True
 
 
 def port(value: int | str, field: str) -> int:
