@@ -9,17 +9,21 @@ between the member and an impostor.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shlex
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from lab import Lab, Member
 from test_tunnel_openssh import DRIVER as OPENSSH_DRIVER
+from test_tunnel_openssh import laptop_get
 from test_tunnel_paramiko import DRIVER as PARAMIKO_DRIVER
 from test_tunnel_paramiko import Driver, host_questions, known_hosts_file, launch, place_key
+from tunnel_cli import connect_args
 
 DRIVERS = {"paramiko": PARAMIKO_DRIVER, "openssh": OPENSSH_DRIVER}
 
@@ -124,10 +128,6 @@ def test_home_with_a_space_reaches_the_workstation_through_the_jump(
     cfg = sshfiles.write_config(profile)
     assert " " in str(cfg)
     env = {"HOME": str(home)}
-    shown = lab.laptop_run(["ssh", "-G", "-F", str(cfg), "wa-ws"], env=env)
-    assert shown.returncode == 0, shown.stderr
-    options = dict(line.partition(" ")[::2] for line in shown.stdout.splitlines())
-    assert shlex.quote(str(cfg)) in options["proxycommand"]
     argv = ["ssh", "-F", str(cfg), "-o", "BatchMode=yes", "wa-ws", "hostname"]
     try:
         r = lab.laptop_run(argv, env=env, timeout=60)
@@ -136,5 +136,32 @@ def test_home_with_a_space_reaches_the_workstation_through_the_jump(
     finally:
         for alias in ("wa-ws", "wa-jump"):  # the control masters ControlPersist would keep
             lab.laptop_run(["ssh", "-F", str(cfg), "-O", "exit", alias], env=env, timeout=30)
+    shown = lab.laptop_run(["ssh", "-G", "-F", str(cfg), "wa-ws"], env=env)
+    assert shown.returncode == 0, shown.stderr
+    options = dict(line.partition(" ")[::2] for line in shown.stdout.splitlines())
+    assert shlex.quote(str(cfg)) in options["proxycommand"]
     assert f"Accepted publickey for {member.name}" in lab.sshd_log("ws")
     assert os.stat(home).st_mode & 0o777 == 0o700
+
+
+def test_the_tunnel_comes_up_from_a_home_with_a_space(lab: Lab, member: Member, laptop_home: Path) -> None:
+    """The real command line (OpenSSH engine, background supervisor) through the same quoted hop."""
+    home = laptop_home / "Bucky Badger"
+    home.mkdir(mode=0o700)
+    place_key(home, member)
+    trust_lab_keys(lab, home)
+
+    def wa(*args: str) -> subprocess.CompletedProcess[str]:
+        return lab.laptop_run(
+            [sys.executable, "-m", "wa_onboard", *args], env={"HOME": str(home)}, timeout=120
+        )
+
+    try:
+        up = wa(*connect_args(lab, member, "--detach", "--local-port", "18040"))
+        assert up.returncode == 0, up.stderr
+        state = json.loads(wa("status", "--json").stdout)
+        assert state["connected"], state
+        assert laptop_get(lab, state["local_port"]) == 200
+    finally:
+        wa("disconnect")
+    assert f"Accepted publickey for {member.name}" in lab.sshd_log("ws")

@@ -259,3 +259,12 @@ def test_the_writer_refuses_what_validation_missed(value: str, what: str) -> Non
         with pytest.raises(WaError, match=f"refusing to write the {what}"):
             sshfiles.write_config(bad)
     assert not sshfiles.config_path().exists()
+
+
+def test_windows_paths_are_written_with_forward_slashes() -> None:
+    """OpenSSH for Windows reads 'C:/Users/...'; a backslash would be an escape character to ssh_config."""
+    from pathlib import PureWindowsPath
+
+    home = PureWindowsPath("C:\\Users\\Bucky Badger\\.ssh\\wa_onboard_ed25519")
+    assert sshfiles._path(home) == '"C:/Users/Bucky Badger/.ssh/wa_onboard_ed25519"'
+    assert sshfiles._path(PureWindowsPath("C:\\Users\\bb\\cm-"), tokens="%C") == "C:/Users/bb/cm-%C"

@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from wa_onboard.core import paths, prestart, validate
 from wa_onboard.core.errors import WaError
@@ -90,13 +90,13 @@ def _word(value: str | int, what: str) -> str:
     return text
 
 
-def _path(path: Path | str, *, expanded: bool = True, tokens: str = "") -> str:
+def _path(path: PurePath, *, expanded: bool = True, tokens: str = "") -> str:
     """An absolute path as one ssh_config word. ``expanded``: the keyword %-expands its value (IdentityFile,
     UserKnownHostsFile, ControlPath; not Include), so a '%' of the path is written '%%'; ``tokens`` (ssh's
     own, e.g. ``%C``) are appended after that. Quoted when it holds whitespace or '#' (a home such as
     ``/Users/Bucky Badger``); a path with a quote, a backslash, ``${`` or a control character cannot be
-    written at all."""
-    text = str(path)
+    written at all. Windows paths are written with '/', which OpenSSH for Windows reads too."""
+    text = path.as_posix()
     if _PATH_UNWRITABLE.search(text):
         raise WaError(
             f"cannot name {validate.shown(text)} in an ssh config (quotes, backslashes, '${{' and "
@@ -113,7 +113,7 @@ def proxy_command(jump_alias: str, *options: str) -> str:
     pastes the ``-F`` path unquoted into the ProxyCommand it makes for ProxyJump (a home with a space
     breaks it); the doctor uses it with its own ``options`` (``-o`` options never reach a jump hop)."""
     _path(config_path())  # the same refusals as any path we write
-    words = ["ssh", "-F", str(config_path()), *options]
+    words = ["ssh", "-F", config_path().as_posix(), *options]
     if any(_PATH_UNWRITABLE.search(w) for w in options):
         raise WaError(f"refusing to write the ssh option {validate.shown(options)} into a ProxyCommand")
     quoted = [shlex.quote(w).replace("%", "%%") for w in words]
