@@ -1,9 +1,9 @@
 """The OpenSSH engine: pexpect drives the first login, then everything rides control masters.
 
-Two masters, one per hop: ``wa-jump`` first, then ``wa-ws``, whose ProxyJump (``ssh -W``) rides the
+Two masters, one per hop: ``wa-jump`` first, then ``wa-ws``, whose ProxyCommand (``ssh -W``) rides the
 jump master. Each hop therefore asks for its password once, and a failure is always known to be
 the jump host's or the workstation's. The masters run in the foreground (``-N``, no ``-f``) as our
-own children: with ``-f`` the pty's session leader exits and the kernel's SIGHUP kills the ProxyJump
+own children: with ``-f`` the pty's session leader exits and the kernel's SIGHUP kills the ProxyCommand
 helper. ``LocalCommand`` prints a marker once a master listens on its control socket, which is how
 we know the login is over. Later commands (``workstation()``, ``forward()``, ``-O check``) talk to
 the masters and cost milliseconds. Data flows through OpenSSH itself, never through Python.
@@ -549,7 +549,7 @@ class OpenSshEngine:
                 self._control(self.ws_hop, "cancel", "-L", spec, timeout=5.0)
         if not owned:
             return
-        # ProxyJump's `ssh -W` is a child of the master: note the family before it is orphaned.
+        # The hop's `ssh -W` is a child of the master: note the family before it is orphaned.
         family = [
             pid
             for pid in our_ssh_processes(self.config, (self.jump_hop.alias, self.ws_hop.alias))
