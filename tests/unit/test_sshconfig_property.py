@@ -192,21 +192,36 @@ hostile_text = st.text(max_size=60) | st.builds(
 )
 
 
+def accepted(field: str, value: str) -> tuple[Profile, str]:
+    """The profile (and profile name) the validators make of ``value`` given for ``field``; raises
+    InvalidInput when they refuse it."""
+    if field == "profile":
+        return Profile.make({"user": "bbadger"}), validate.profile_name(value)
+    if field.endswith("-port"):
+        port = validate.port(value, field)
+        return Profile.make({"user": "bbadger", field.replace("-", "_"): port}), "default"
+    profile = Profile.make({"user": "bbadger", field: value})
+    profile.require_complete()
+    return profile, "default"
+
+
 @SETTINGS
-@given(field=st.sampled_from(["user", "jump", "host"]), value=hostile_text)
+@given(
+    field=st.sampled_from(["user", "jump", "host", "local-port", "remote-port", "profile"]),
+    value=hostile_text,
+)
 @example(field="jump", value="[fe80::1%h\n ProxyCommand sh -c 'touch ~/PWNED'\n #]")
 @example(field="host", value="fe80::1%eth0")
 @example(field="user", value="a b" * 2000)
+@example(field="profile", value="x\nHost *")
 def test_any_text_is_either_read_back_exactly_or_refused_with_exit_2(
     baseline: dict[str, list[tuple[str, str]]],
     tmp_path_factory: pytest.TempPathFactory,
     field: str,
     value: str,
 ) -> None:
-    values = {"user": "bbadger", field: value}
     try:
-        profile = Profile.make(values)
-        profile.require_complete()
+        profile, profile_name = accepted(field, value)
     except InvalidInput as refused:
         with home_at(tmp_path_factory.mktemp("h") / "home") as home:
             code, err = run_cli(
@@ -221,7 +236,7 @@ def test_any_text_is_either_read_back_exactly_or_refused_with_exit_2(
                 assert not paths.config_file().exists()
         return
     with home_at(tmp_path_factory.mktemp("h") / "home"):
-        assert read_back(profile, "default") == baseline
+        assert read_back(profile, profile_name) == baseline
 
 
 @SETTINGS
