@@ -103,7 +103,8 @@ def test_judge_like_openssh() -> None:
     on_file = [known_hosts.KnownKey("ssh-ed25519", b"A"), known_hosts.KnownKey("ssh-rsa", b"R")]
     assert known_hosts.judge(on_file, "ssh-ed25519", b"A") is Verdict.KNOWN
     assert known_hosts.judge(on_file, "ssh-ed25519", b"B") is Verdict.CHANGED
-    assert known_hosts.judge(on_file, "ecdsa-sha2-nistp256", b"E") is Verdict.UNKNOWN
+    # a key of another type than the ones on file is a change, as OpenSSH says, not a first contact
+    assert known_hosts.judge(on_file, "ecdsa-sha2-nistp256", b"E") is Verdict.CHANGED
     assert known_hosts.judge([], "ssh-ed25519", b"A") is Verdict.UNKNOWN
     revoked = [known_hosts.KnownKey("ssh-ed25519", b"A", "@revoked")]
     assert known_hosts.judge(revoked, "ssh-ed25519", b"A") is Verdict.REVOKED
@@ -127,3 +128,68 @@ def test_removal_command_removes_exactly_that_host(tmp_path: Path) -> None:
 
 def test_default_path_is_the_one_our_ssh_config_names(isolated_home: Path) -> None:
     assert known_hosts.default_path() == isolated_home / ".ssh" / "wa-onboard" / "known_hosts"
+
+
+@needs_keygen
+@pytest.mark.parametrize("hashed", [False, True], ids=["plain", "hashed"])
+@pytest.mark.parametrize("port", [22, 2222])
+def test_a_key_of_another_type_is_changed_not_unknown(tmp_path: Path, hashed: bool, port: int) -> None:
+    """ed25519 on file, ECDSA (or RSA) offered: refused like OpenSSH, for hashed and ``[host]:port`` lines.
+    Only a host (and port) with nothing on file is a first contact."""
+    kh = tmp_path / "known_hosts"
+    ed_type, ed_blob, _ = make_key(tmp_path, "ed", "ed25519")
+    known_hosts.append("ws.example", port, ed_type, ed_blob, kh)
+    if hashed:
+        subprocess.run(["ssh-keygen", "-H", "-f", str(kh)], check=True, capture_output=True)
+        assert "ws.example" not in kh.read_text()
+    on_file = known_hosts.read("ws.example", port, kh)
+    assert [k.key_type for k in on_file] == ["ssh-ed25519"]
+    assert known_hosts.judge(on_file, ed_type, ed_blob) is Verdict.KNOWN
+    for kind in ("ecdsa", "rsa"):
+        other_type, other_blob, _ = make_key(tmp_path, kind, kind)
+        assert other_type != ed_type
+        assert known_hosts.judge(on_file, other_type, other_blob) is Verdict.CHANGED, kind
+    # the same host on another port, and another host, have nothing on file: first contact
+    other_port = 2222 if port == 22 else 22
+    assert (
+        known_hosts.judge(known_hosts.read("ws.example", other_port, kh), ed_type, ed_blob) is Verdict.UNKNOWN
+    )
+    assert known_hosts.judge(known_hosts.read("jump.example", port, kh), ed_type, ed_blob) is Verdict.UNKNOWN
+
+
+def test_judge_reads_written_lines_for_bracketed_ports() -> None:
+    text = "[ws.example]:2222 ssh-ed25519 AAE=\nws.example ecdsa-sha2-nistp256 AAI=\n"
+    on_2222 = known_hosts.parse(text, known_hosts.host_id("ws.example", 2222))
+    assert known_hosts.judge(on_2222, "ssh-ed25519", b"\x00\x01") is Verdict.KNOWN
+    assert known_hosts.judge(on_2222, "ecdsa-sha2-nistp256", b"\x00\x02") is Verdict.CHANGED
+    on_22 = known_hosts.parse(text, known_hosts.host_id("ws.example"))
+    assert known_hosts.judge(on_22, "ecdsa-sha2-nistp256", b"\x00\x02") is Verdict.KNOWN
+    assert known_hosts.judge(on_22, "ssh-ed25519", b"\x00\x01") is Verdict.CHANGED
+    # a revoked key stays revoked whatever else is on file
+    revoked = known_hosts.parse(text + "@revoked * ssh-ed25519 AAE=\n", "[ws.example]:2222")
+    assert known_hosts.judge(revoked, "ssh-ed25519", b"\x00\x01") is Verdict.REVOKED
+
+
+def test_openssh_changed_key_refusal_shows_the_new_fingerprint() -> None:
+    """The member must be able to compare what the host sends now with what the admins publish."""
+    from wa_onboard.core.engine import Failure
+    from wa_onboard.core.engine_openssh import classify, hops
+    from wa_onboard.core.profile import Profile
+
+    jump, ws = hops(Profile.make({"user": "bbadger"}))
+    # what OpenSSH 9.2 prints when ed25519 is on file and the host now sends ECDSA
+    text = (
+        "@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\r\n"
+        "@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\r\n"
+        "@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\r\n"
+        "IT IS POSSIBLE THAT SOMEONE IS DOING SOMETHING NASTY!\r\n"
+        "The fingerprint for the ECDSA key sent by the remote host is\r\n"
+        "SHA256:1IKpZo2LzztDIY+BScd0E5VoKv3b6hQ5payMgGmIprs.\r\n"
+        "Offending ED25519 key in /h/.ssh/wa-onboard/known_hosts:2\r\n"
+        "Host key for carproject-06.engr.wisc.edu has changed and you have requested strict checking.\r\n"
+        "Host key verification failed.\r\n"
+    )
+    err = classify(text, ws, jump)
+    assert err.failure is Failure.HOST_KEY_CHANGED
+    assert "ECDSA key SHA256:1IKpZo2LzztDIY+BScd0E5VoKv3b6hQ5payMgGmIprs" in err.message
+    assert "SHA256:1IKpZo2LzztDIY+BScd0E5VoKv3b6hQ5payMgGmIprs." not in err.message

@@ -41,7 +41,8 @@ def test_config_has_both_hops_absolute_paths_and_keeps_other_profiles(isolated_h
     assert sshfiles.config_path().stat().st_mode & 0o777 == 0o600
     assert "Host wa-jump\n    HostName best-tux.cae.wisc.edu\n    Port 22\n    User bbadger" in text
     assert "Host wa-ws\n    HostName carproject-06.engr.wisc.edu\n    Port 2222\n" in text
-    assert "    ProxyJump wa-jump\n" in text and "    ProxyJump wa-ws7-jump\n" in text
+    assert f"    ProxyCommand ssh -F {sshfiles.config_path()} -W '[%h]:%p' wa-jump\n" in text
+    assert "-W '[%h]:%p' wa-ws7-jump\n" in text and "ProxyJump" not in text
     assert f"    IdentityFile {isolated_home}/.ssh/wa_onboard_ed25519\n" in text
     assert f"    UserKnownHostsFile {isolated_home}/.ssh/wa-onboard/known_hosts\n" in text
     for line in (
@@ -69,7 +70,7 @@ def test_openssh_reads_our_config(isolated_home: Path) -> None:
         check=True,
         stdin=subprocess.DEVNULL,
     ).stdout
-    assert "proxyjump wa-jump" in out and "port 2222" in out
+    assert f"proxycommand ssh -F {sshfiles.config_path()} -W '[%h]:%p' wa-jump" in out and "port 2222" in out
     control = next(ln.split(" ", 1)[1] for ln in out.splitlines() if ln.startswith("controlpath "))
     assert len(control) + 17 <= 104  # macOS's socket path limit, with ssh's temporary suffix
 

@@ -120,3 +120,55 @@ def test_module_and_python_rules() -> None:
     for bad in ["2.7", "3", "3.11;x"]:
         with pytest.raises(InvalidInput):
             validate.python_version(bad)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "fe80::1%eth0",
+        "[fe80::1%eth0]:2222",
+        "[fe80::1%h\n ProxyCommand sh -c 'touch ~/PWNED'\n #]",
+        "fe80::1%a b#c",
+        "fe80::1%",
+    ],
+)
+def test_ipv6_zone_ids_are_refused(text: str) -> None:
+    """ipaddress accepts anything after '%' (newlines, spaces, '#'): it must never reach our ssh_config."""
+    with pytest.raises(InvalidInput, match="zone id") as info:
+        validate.host_port(text, "jump")
+    assert "\n" not in str(info.value)
+
+
+def test_a_long_bad_value_is_cut_in_the_error() -> None:
+    value = "a b" * 2000
+    for check in (validate.user, validate.env_name, lambda v: validate.host_port(v, "host")):
+        with pytest.raises(InvalidInput) as info:
+            check(value)
+        message = str(info.value)
+        assert len(message) < 200, message
+        assert "…" in message and "6000 characters" in message
+    with pytest.raises(InvalidInput) as info:
+        validate.user("a b")
+    assert "'a b'" in str(info.value) and "…" not in str(info.value)  # short values are shown whole
+
+
+@pytest.mark.parametrize("text", ["0", "127.1", "1.2.3", "010.1.1.1", "0x7f.1", "1.2.3.4.5", "2130706433"])
+def test_names_that_ssh_reads_as_a_shortened_ipv4_address_are_refused(text: str) -> None:
+    """Found by the property test: ssh -G turns HostName "0" into 0.0.0.0 and "127.1" into 127.0.0.1."""
+    with pytest.raises(InvalidInput, match="IPv4"):
+        validate.host_port(text, "host")
+
+
+@pytest.mark.parametrize("text", ["1password.com", "0x7f.example", "ws-06.wisc.edu", "10.0.0.1"])
+def test_names_with_digits_that_are_names(text: str) -> None:
+    assert validate.host_port(text, "host")[0] == text
+
+
+@pytest.mark.parametrize("text", ["::ffff:0:0", "::ffff:192.0.2.1", "[::192.0.2.1]:22", "::2:3"])
+def test_ipv4_addresses_written_as_ipv6_are_refused(text: str) -> None:
+    """Found by the property test: ssh -G shows HostName ::ffff:0:0 as ::ffff:0.0.0.0 (known_hosts names
+    would differ between the engines)."""
+    with pytest.raises(InvalidInput, match="IPv4 address written as IPv6"):
+        validate.host_port(text, "host")
+    assert validate.host_port("::1", "host") == ("::1", 22)
+    assert validate.host_port("::", "host") == ("::", 22)

@@ -1,9 +1,9 @@
 """The OpenSSH engine: pexpect drives the first login, then everything rides control masters.
 
-Two masters, one per hop: ``wa-jump`` first, then ``wa-ws``, whose ProxyJump (``ssh -W``) rides the
+Two masters, one per hop: ``wa-jump`` first, then ``wa-ws``, whose ProxyCommand (``ssh -W``) rides the
 jump master. Each hop therefore asks for its password once, and a failure is always known to be
 the jump host's or the workstation's. The masters run in the foreground (``-N``, no ``-f``) as our
-own children: with ``-f`` the pty's session leader exits and the kernel's SIGHUP kills the ProxyJump
+own children: with ``-f`` the pty's session leader exits and the kernel's SIGHUP kills the ProxyCommand
 helper. ``LocalCommand`` prints a marker once a master listens on its control socket, which is how
 we know the login is over. Later commands (``workstation()``, ``forward()``, ``-O check``) talk to
 the masters and cost milliseconds. Data flows through OpenSSH itself, never through Python.
@@ -45,6 +45,11 @@ _BIND_FAILED = re.compile(
     r"bind \[?[^\]\s]*\]?:(\d+): Address already in use|Could not request local forwarding"
 )
 _FINGERPRINT = re.compile(r"(?P<type>[A-Z0-9-]+) key fingerprint is (?P<fp>SHA256:[A-Za-z0-9+/=]+)")
+#: the changed-key warning names the key the server sent now
+_NEW_FINGERPRINT = re.compile(
+    r"fingerprint for the (?P<type>[A-Z0-9-]+) key sent by the remote host is\s*"
+    r"(?P<fp>SHA256:[A-Za-z0-9+/=]+)"
+)
 #: a prompt: the last line of what ssh printed, ending in ':' (a question ssh waits on), no newline
 _PROMPT = re.compile(r"(?P<line>[^\r\n]*:[ \t]?)\Z")
 _PASSWORD_PROMPT = re.compile(r"(?P<who>[^\s']+@[^\s']+)'s password: ?\Z")
@@ -99,9 +104,11 @@ def classify(transcript: str, hop: Hop, jump: Hop, *, interactive: bool = True) 
     last = _last_meaningful_line(text)
     if "REMOTE HOST IDENTIFICATION HAS CHANGED" in text or re.search(r"Host key for .* has changed", text):
         changed = _changed_host(text, hop, jump)
+        new = _NEW_FINGERPRINT.search(text)
+        now = f" (it now presents the {new.group('type')} key {new.group('fp')})" if new else ""
         return ConnectError(
             Failure.HOST_KEY_CHANGED,
-            f"the host key of {changed.host} has CHANGED since it was trusted; refusing to connect",
+            f"the host key of {changed.host} has CHANGED since it was trusted{now}; refusing to connect",
             "this can mean someone is intercepting the connection, or the host was reinstalled. "
             "Ask the lab admins to confirm the new fingerprint, then remove the old entry with: "
             + known_hosts.removal_command(changed.host, changed.port),
@@ -542,7 +549,7 @@ class OpenSshEngine:
                 self._control(self.ws_hop, "cancel", "-L", spec, timeout=5.0)
         if not owned:
             return
-        # ProxyJump's `ssh -W` is a child of the master: note the family before it is orphaned.
+        # The hop's `ssh -W` is a child of the master: note the family before it is orphaned.
         family = [
             pid
             for pid in our_ssh_processes(self.config, (self.jump_hop.alias, self.ws_hop.alias))

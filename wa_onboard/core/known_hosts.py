@@ -61,9 +61,9 @@ class Verdict(str, enum.Enum):
     KNOWN = "known"
     """The presented key is on file for this host."""
     UNKNOWN = "unknown"
-    """Nothing on file for this host and key type: ask the member."""
+    """No key at all on file for this host: ask the member."""
     CHANGED = "changed"
-    """A different key of the same type is on file: refuse."""
+    """Other keys (of any type) are on file for this host, not this one: refuse."""
     REVOKED = "revoked"
     """The key is marked ``@revoked``: refuse."""
 
@@ -129,7 +129,12 @@ def read(host: str, port: int = 22, path: Path | None = None) -> list[KnownKey]:
 
 
 def judge(known: Iterable[KnownKey], key_type: str, blob: bytes) -> Verdict:
-    """What OpenSSH would conclude about a presented key, given the keys on file for its host."""
+    """What OpenSSH concludes about a presented key, given the keys on file for its host.
+
+    A host with any key on file is judged against all of them: a key of another type than the
+    one we trust is CHANGED, as OpenSSH says ("REMOTE HOST IDENTIFICATION HAS CHANGED"), never a
+    first contact to ask about (a man in the middle can simply offer ECDSA where ed25519 is on
+    file). Only a host with nothing on file is UNKNOWN. ``@cert-authority`` lines are not host keys."""
     plain = []
     for entry in known:
         if entry.marker == "@revoked":
@@ -139,9 +144,7 @@ def judge(known: Iterable[KnownKey], key_type: str, blob: bytes) -> Verdict:
             plain.append(entry)
     if any(e.blob == blob and e.key_type == key_type for e in plain):
         return Verdict.KNOWN
-    if any(e.key_type == key_type for e in plain):
-        return Verdict.CHANGED
-    return Verdict.UNKNOWN
+    return Verdict.CHANGED if plain else Verdict.UNKNOWN
 
 
 def line(host: str, port: int, key_type: str, blob: bytes) -> str:

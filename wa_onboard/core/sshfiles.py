@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
+import shlex
 import socket
 import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 
-from wa_onboard.core import paths, prestart
+from wa_onboard.core import paths, prestart, validate
 from wa_onboard.core.errors import WaError
 from wa_onboard.core.profile import DEFAULT_PROFILE, Profile
 from wa_onboard.core.prompts import ConfirmQuestion, Prompter
@@ -66,23 +66,75 @@ def control_dir() -> Path:
     return short
 
 
-def _ssh_value(value: str, tokens: str = "") -> str:
-    """A path for ssh_config: ``%`` escaped (paths are %-expanded), then ssh's own ``tokens``
-    appended, quoted if it holds a space."""
-    escaped = value.replace("%", "%%") + tokens
-    return f'"{escaped}"' if re.search(r"\s", escaped) else escaped
+# --- what may be written into an ssh_config -------------------------------------------------------
+#
+# ssh_config has no escaping for newlines or '#', splits words on whitespace, reads '"' and "'" as quotes
+# and '\\' as an escape, and %-expands (and ${VAR}-expands) many values. So every value we write goes
+# through one of the three guards below, which raise rather than write anything else: validation is the
+# first line of defence, these are the last.
+
+_WORD = re.compile(r"[A-Za-z0-9._:-]+")
+"""A profile value (user, host, port, alias): nothing that ssh_config could read as more than one word."""
+_PATH_UNWRITABLE = re.compile(r"[\"'\\\x00-\x1f\x7f-\x9f]|\$\{")
 
 
-def _block(alias: str, host: str, port: int, user: str, proxy: str | None) -> list[str]:
+def _word(value: str | int, what: str) -> str:
+    """One plain word of ours: only ``[A-Za-z0-9._:-]``, so never whitespace, '#', a quote, '%' or a
+    control character, whatever reached this point."""
+    text = str(value)
+    if not _WORD.fullmatch(text):
+        raise WaError(
+            f"refusing to write the {what} {validate.shown(text)} into the ssh config",
+            "give plain host and user names (letters, digits, '.', '-', ':')",
+        )
+    return text
+
+
+def _path(path: PurePath, *, expanded: bool = True, tokens: str = "") -> str:
+    """An absolute path as one ssh_config word. ``expanded``: the keyword %-expands its value (IdentityFile,
+    UserKnownHostsFile, ControlPath; not Include), so a '%' of the path is written '%%'; ``tokens`` (ssh's
+    own, e.g. ``%C``) are appended after that. Quoted when it holds whitespace or '#' (a home such as
+    ``/Users/Bucky Badger``); a path with a quote, a backslash, ``${`` or a control character cannot be
+    written at all. Windows paths are written with '/', which OpenSSH for Windows reads too."""
+    text = path.as_posix()
+    if _PATH_UNWRITABLE.search(text):
+        raise WaError(
+            f"cannot name {validate.shown(text)} in an ssh config (quotes, backslashes, '${{' and "
+            "control characters cannot be written there)",
+            "use a home folder (or WA_ONBOARD paths) without those characters",
+        )
+    value = (text.replace("%", "%%") if expanded else text) + tokens
+    return f'"{value}"' if re.search(r"[\s#]", value) else value
+
+
+def proxy_command(jump_alias: str, *options: str) -> str:
+    """The workstation's hop: ``ssh -F <our config> [options] -W [%h]:%p <jump alias>``, every word
+    quoted for the shell and %-escaped for ssh. Written out rather than ``ProxyJump`` because OpenSSH
+    pastes the ``-F`` path unquoted into the ProxyCommand it makes for ProxyJump (a home with a space
+    breaks it); the doctor uses it with its own ``options`` (``-o`` options never reach a jump hop)."""
+    _path(config_path())  # the same refusals as any path we write
+    words = ["ssh", "-F", config_path().as_posix(), *options]
+    if any(_PATH_UNWRITABLE.search(w) for w in options):
+        raise WaError(f"refusing to write the ssh option {validate.shown(options)} into a ProxyCommand")
+    quoted = [shlex.quote(w).replace("%", "%%") for w in words]
+    return " ".join([*quoted, "-W", "'[%h]:%p'", _word(jump_alias, "jump alias")])
+
+
+def _block(alias: str, host: str, port: int, user: str, jump_alias: str | None) -> list[str]:
     # keyboard-interactive before password: a PAM server then asks the password and the MFA code in
     # one exchange, instead of failing the password method first and asking the password twice.
-    lines = [f"Host {alias}", f"    HostName {host}", f"    Port {port}", f"    User {user}"]
-    if proxy:
-        lines.append(f"    ProxyJump {proxy}")
+    lines = [
+        f"Host {_word(alias, 'alias')}",
+        f"    HostName {_word(host, 'host name')}",
+        f"    Port {_word(port, 'port')}",
+        f"    User {_word(user, 'user name')}",
+    ]
+    if jump_alias:
+        lines.append(f"    ProxyCommand {proxy_command(jump_alias)}")
     lines += [
-        f"    IdentityFile {_ssh_value(str(paths.key_file()))}",
+        f"    IdentityFile {_path(paths.key_file())}",
         "    IdentitiesOnly yes",
-        f"    UserKnownHostsFile {_ssh_value(str(known_hosts_path()))}",
+        f"    UserKnownHostsFile {_path(known_hosts_path())}",
         "    StrictHostKeyChecking ask",
         "    HashKnownHosts no",
         "    CheckHostIP no",
@@ -99,7 +151,7 @@ def _block(alias: str, host: str, port: int, user: str, proxy: str | None) -> li
     if has_control_master():
         lines += [
             "    ControlMaster auto",
-            f"    ControlPath {_ssh_value(str(control_dir() / 'cm-'), '%C')}",
+            f"    ControlPath {_path(control_dir() / 'cm-', tokens='%C')}",
             "    ControlPersist 10m",
         ]
     return lines
@@ -223,15 +275,41 @@ def user_config_path() -> Path:
 
 
 def include_line() -> str:
-    return f"Include {_ssh_value(str(config_path()))}"
+    # Include does not %-expand its argument; it is quoted when the home path holds a space.
+    return f"Include {_path(config_path(), expanded=False)}"
+
+
+_INCLUDE = re.compile(r"\s*include(?:\s*=\s*|\s+)(?P<args>.*)", re.IGNORECASE)
+_KEYWORD = re.compile(r"\s*(?P<keyword>[A-Za-z]+)")
+
+
+def _include_targets(line: str) -> list[Path]:
+    """The files an ``Include`` line names, read as OpenSSH reads them: quoted or not, ``~/`` is the
+    home, a relative path is under ``~/.ssh``, a word starting with '#' ends the line."""
+    match = _INCLUDE.fullmatch(line)
+    if not match:
+        return []
+    try:
+        words = shlex.split(match.group("args"))
+    except ValueError:  # an unbalanced quote: ssh refuses the line too
+        return []
+    home = Path.home().absolute()
+    targets = []
+    for word in words:
+        if word.startswith("#"):
+            break
+        if word.startswith("~/"):
+            targets.append(home / word[2:])
+        elif Path(word).is_absolute():
+            targets.append(Path(word))
+        else:
+            targets.append(home / ".ssh" / word)
+    return targets
 
 
 def _is_our_include(line: str) -> bool:
-    words = line.strip().split(None, 1)
-    if len(words) != 2 or words[0].lower() != "include":
-        return False
-    targets = {str(config_path()), "~/.ssh/" + paths.APP + "/config", paths.APP + "/config"}
-    return any(t.strip('"') in targets for t in words[1].split())
+    ours = os.path.normpath(config_path())
+    return any(os.path.normpath(target) == ours for target in _include_targets(line))
 
 
 def include_present(text: str | None = None) -> bool:
@@ -242,8 +320,8 @@ def include_present(text: str | None = None) -> bool:
         except FileNotFoundError:
             return False
     for line in text.splitlines():
-        keyword = line.strip().split(None, 1)[0].lower() if line.strip() else ""
-        if keyword in ("host", "match"):
+        keyword = _KEYWORD.match(line)
+        if keyword and keyword.group("keyword").lower() in ("host", "match"):
             return False
         if _is_our_include(line):
             return True
@@ -258,8 +336,10 @@ def with_include(text: str) -> str:
 
 
 def add_include(prompter: Prompter) -> bool:
-    """Add the Include line, with consent. Idempotent; backs the file up before the first change.
-    Returns True when the line is in place (added now or before), False when the member declined."""
+    """Add the Include line, with consent. Idempotent. Before each change the file as it was goes to
+    the backup (complete, written temp + rename); a symlinked config (dotfiles) is written through to
+    its target, so the link stays a link. Returns True when the line is in place (added now or
+    before), False when the member declined."""
     target = user_config_path()
     try:
         text = target.read_text(encoding="utf-8")
@@ -268,17 +348,17 @@ def add_include(prompter: Prompter) -> bool:
         text, exists = "", False
     if include_present(text):
         return True
+    backup = target.with_name(target.name + BACKUP_SUFFIX)
     detail = (
         f"Adds one line at the top of {target}:\n    {include_line()}\n"
         f"so `ssh {aliases().ws}` and editors' remote features reach the workstation too. "
         "It only defines wa-* hosts; your other hosts are unchanged."
-        + (f" A backup goes to {target}{BACKUP_SUFFIX}." if exists else "")
+        + (f" A backup goes to {backup}." if exists else "")
     )
     question = ConfirmQuestion(f"Add an Include line to {target}?", detail, default=False)
     if not prompter.confirm(question):
         return False
-    backup = target.with_name(target.name + BACKUP_SUFFIX)
-    if exists and not backup.exists():
-        shutil.copy2(target, backup)
-    paths.write_private_file(target, with_include(text))
+    if exists:
+        paths.write_private_file(backup, text)
+    paths.write_private_file(target.resolve(), with_include(text))
     return True

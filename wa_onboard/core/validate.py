@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 
 from wa_onboard.core.errors import InvalidInput
 
@@ -25,6 +26,16 @@ _PROFILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 ENGINES = ("openssh", "paramiko")
+SHOWN_MAX = 40
+"""A bad value is quoted in the error up to this many characters (a pasted 5000-character blob is not)."""
+
+
+def shown(value: object) -> str:
+    """A rejected value as an error quotes it: ``repr`` (control characters visible), cut with an
+    ellipsis and its length when long, so the one-line error stays one readable line."""
+    if isinstance(value, str) and len(value) > SHOWN_MAX:
+        return f"{value[:SHOWN_MAX]!r}… ({len(value)} characters)"
+    return repr(value)
 
 
 def user(value: str, field: str = "user") -> str:
@@ -32,7 +43,7 @@ def user(value: str, field: str = "user") -> str:
     if not _USER.fullmatch(value):
         raise InvalidInput(
             field,
-            f"{value!r} is not a user name (letters, digits, '_', '.', '-'; "
+            f"{shown(value)} is not a user name (letters, digits, '_', '.', '-'; "
             "starts with a letter or '_'; at most 32 characters)",
             "use your CAE username, e.g. --user bbadger",
         )
@@ -40,11 +51,27 @@ def user(value: str, field: str = "user") -> str:
 
 
 def hostname(value: str, field: str) -> str:
-    """A DNS name or an IP address, never something ssh could read as an option."""
+    """A DNS name or an IP address, never something ssh could read as an option.
+
+    No IPv6 zone id (``fe80::1%eth0``): ``ipaddress`` takes almost anything after ``%`` (spaces,
+    newlines, ``#``), which would end up in our ssh_config, and ssh_config has no escaping."""
+    if "%" in value:
+        raise InvalidInput(
+            field,
+            f"{shown(value)}: an IPv6 zone id ('%...') is not supported",
+            "give a host name or an address without the zone id",
+        )
     try:
-        return str(ipaddress.ip_address(value))
+        address = ipaddress.ip_address(value)
     except ValueError:
         pass
+    else:
+        if isinstance(address, ipaddress.IPv6Address) and (address.ipv4_mapped or 1 < int(address) < 2**32):
+            # ::ffff:a.b.c.d and ::a.b.c.d are written differently by Python and by ssh (libc)
+            raise InvalidInput(
+                field, f"{shown(value)} is an IPv4 address written as IPv6; write it as a.b.c.d"
+            )
+        return str(address)
     labels = value.rstrip(".").split(".")
     if (
         not value
@@ -54,9 +81,23 @@ def hostname(value: str, field: str) -> str:
     ):
         raise InvalidInput(
             field,
-            f"{value!r} is not a host name (labels of letters, digits and '-', separated by '.')",
+            f"{shown(value)} is not a host name (labels of letters, digits and '-', separated by '.')",
+        )
+    if labels[-1].isdigit() or _inet_aton_accepts(value):
+        # ssh (inet_aton) reads "127.1", "0" or "010.1.1.1" as an IPv4 address of its own making
+        raise InvalidInput(
+            field,
+            f"{shown(value)} reads as a shortened IPv4 address; write the address as four numbers a.b.c.d",
         )
     return value.rstrip(".").lower()
+
+
+def _inet_aton_accepts(value: str) -> bool:
+    try:
+        socket.inet_aton(value)
+    except OSError:
+        return False
+    return True
 
 
 def port(value: int | str, field: str) -> int:
@@ -64,9 +105,9 @@ def port(value: int | str, field: str) -> int:
     try:
         number = int(value)
     except (TypeError, ValueError):
-        raise InvalidInput(field, f"{value!r} is not a port number (1-65535)") from None
+        raise InvalidInput(field, f"{shown(value)} is not a port number (1-65535)") from None
     if isinstance(value, bool) or not 1 <= number <= 65535:
-        raise InvalidInput(field, f"{value!r} is not a port number (1-65535)")
+        raise InvalidInput(field, f"{shown(value)} is not a port number (1-65535)")
     return number
 
 
@@ -76,7 +117,7 @@ def host_port(value: str, field: str, default_port: int = 22) -> tuple[str, int]
     if text.startswith("["):
         addr, sep, rest = text[1:].partition("]")
         if not sep or (rest and not rest.startswith(":")):
-            raise InvalidInput(field, f"{value!r}: write an IPv6 address with a port as [addr]:port")
+            raise InvalidInput(field, f"{shown(value)}: write an IPv6 address with a port as [addr]:port")
         return hostname(addr, field), port(rest[1:], f"{field} port") if rest else default_port
     if text.count(":") == 1:
         host, _, port_text = text.partition(":")
@@ -95,11 +136,11 @@ def env_name(value: str, field: str = "env") -> str:
     if not _ENV.fullmatch(value) or value.startswith("-") or value in (".", ".."):
         raise InvalidInput(
             field,
-            f"{value!r} is not allowed (1-64 of letters, digits, '.', '_', '-'; not starting with '-')",
+            f"{shown(value)} is not allowed (1-64 of letters, digits, '.', '_', '-'; not starting with '-')",
             "pick a plain name such as --env wa",
         )
     if value.lower() in ("base", "root"):
-        raise InvalidInput(field, f"{value!r} is conda's own environment and is read-only here")
+        raise InvalidInput(field, f"{shown(value)} is conda's own environment and is read-only here")
     return value
 
 
@@ -109,7 +150,7 @@ def kernel_name(value: str, field: str = "kernel-name") -> str:
     if not _KERNEL.fullmatch(lowered) or lowered.startswith("-") or lowered in (".", ".."):
         raise InvalidInput(
             field,
-            f"{value!r} is not a kernel name Jupyter accepts (letters, digits, '.', '_', '-')",
+            f"{shown(value)} is not a kernel name Jupyter accepts (letters, digits, '.', '_', '-')",
         )
     return value
 
@@ -123,14 +164,14 @@ def display_name(value: str, field: str = "display-name") -> str:
 
 def python_version(value: str, field: str = "python") -> str:
     if not _PYTHON.fullmatch(value):
-        raise InvalidInput(field, f"{value!r} is not a Python version such as 3.11")
+        raise InvalidInput(field, f"{shown(value)} is not a Python version such as 3.11")
     return value
 
 
 def conda_module(value: str, field: str = "conda-module") -> str:
     """An environment-module name such as ``anaconda`` or ``anaconda3/2024.02``."""
     if not _MODULE.fullmatch(value) or ".." in value:
-        raise InvalidInput(field, f"{value!r} is not a module name (e.g. anaconda or anaconda3/2024.02)")
+        raise InvalidInput(field, f"{shown(value)} is not a module name (e.g. anaconda or anaconda3/2024.02)")
     return value
 
 
@@ -141,17 +182,17 @@ def base_url(value: str, field: str = "base-url") -> str:
         text = "/" + text
     text = text.rstrip("/")
     if not _BASE_URL.fullmatch(text):
-        raise InvalidInput(field, f"{value!r} is not a URL path such as /jupyter")
+        raise InvalidInput(field, f"{shown(value)} is not a URL path such as /jupyter")
     return text
 
 
 def engine(value: str, field: str = "engine") -> str:
     if value not in ENGINES:
-        raise InvalidInput(field, f"{value!r} is not one of: {', '.join(ENGINES)}")
+        raise InvalidInput(field, f"{shown(value)} is not one of: {', '.join(ENGINES)}")
     return value
 
 
 def profile_name(value: str, field: str = "profile") -> str:
     if not _PROFILE.fullmatch(value):
-        raise InvalidInput(field, f"{value!r} is not a profile name (letters, digits, '_', '-')")
+        raise InvalidInput(field, f"{shown(value)} is not a profile name (letters, digits, '_', '-')")
     return value

@@ -131,9 +131,9 @@ def ssh_config(ctx: DoctorContext) -> Outcome:
             problems.append(f"{alias}: IdentityFile is not {key_path}")
         if known not in " ".join(opts.get("userknownhostsfile", [])).split():
             problems.append(f"{alias}: UserKnownHostsFile is not {known}")
-        if role == "ws" and first("proxyjump") != names.jump:
+        if role == "ws" and first("proxycommand") != sshfiles.proxy_command(names.jump):
             problems.append(
-                f"{alias}: ProxyJump is {first('proxyjump') or 'missing'}, should be {names.jump}"
+                f"{alias}: ProxyCommand is {first('proxycommand') or 'missing'}, not via {names.jump}"
             )
     if problems:
         return fail(f"our ssh config does not match the profile: {problems[0]}", fix, "\n".join(problems))

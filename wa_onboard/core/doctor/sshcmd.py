@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -52,8 +51,7 @@ def ssh_argv(profile_name: str, role: str, *, fresh: bool) -> list[str]:
     cfg = str(sshfiles.config_path())
     argv = ["ssh", "-F", cfg, *_options(fresh)]
     if role != "jump":
-        inner = ["ssh", "-F", cfg, *_options(fresh), "-W", "%h:%p", alias(profile_name, "jump")]
-        proxy = " ".join(shlex.quote(w.replace("%", "%%")) if "%h" not in w else w for w in inner)
+        proxy = sshfiles.proxy_command(alias(profile_name, "jump"), *_options(fresh))
         argv += ["-o", "ProxyJump=none", "-o", f"ProxyCommand={proxy}"]
     return [*argv, alias(profile_name, role)]
 
