@@ -4,8 +4,10 @@ our ssh config through ``ssh -G``, and a local port held by another program."""
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -16,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from tests.unit.fake_workstation import Workstation, make_workstation
-from wa_onboard.core import paths, sshfiles
-from wa_onboard.core.doctor import checks_local, checks_remote, facts
+from wa_onboard.core import paths, sshfiles, supervisor, tunnelstate
+from wa_onboard.core.doctor import checks_local, checks_remote, checks_tunnel, facts
 from wa_onboard.core.doctor.context import DoctorContext, WorkstationRun
 from wa_onboard.core.profile import Profile
 from wa_onboard.core.results import CheckStatus
@@ -207,12 +209,19 @@ def test_ssh_config_matches_the_profile_until_it_does_not() -> None:
     assert "hostname is 'carproject-06.engr.wisc.edu'" in outcome.summary and "setup" in outcome.hint
 
 
-def test_local_port_free_then_taken_by_another_program() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    ctx = local_ctx(Profile(user="bbadger", local_port=port))
-    assert checks_local.local_port(ctx).status is CheckStatus.OK
+class _ForwardOnly:
+    """An engine that only records which local port the supervisor forwards."""
+
+    def __init__(self) -> None:
+        self.forwarded: list[int] = []
+
+    def forward(self, local_port: int, remote_port: int) -> None:
+        self.forwarded.append(local_port)
+
+
+@contextlib.contextmanager
+def squatting(port: int) -> Iterator[subprocess.Popen[str]]:
+    """Another program listening on 127.0.0.1:port."""
     squatter = subprocess.Popen(
         [sys.executable, "-c", f"import socket,time; s=socket.socket(); s.bind(('127.0.0.1',{port})); "
          "s.listen(); print('up', flush=True); time.sleep(60)"],
@@ -220,10 +229,84 @@ def test_local_port_free_then_taken_by_another_program() -> None:
     )  # fmt: skip
     try:
         assert squatter.stdout is not None and squatter.stdout.readline() == "up\n"
-        outcome = checks_local.local_port(ctx)
+        yield squatter
     finally:
         squatter.kill()
         squatter.wait()
-    assert outcome.status is CheckStatus.FAIL
+
+
+def test_local_port_taken_by_another_program_is_what_connect_moves_off() -> None:
+    """One policy: where connect moves to a free port on its own, the doctor warns and names that port."""
+    port = free_port()
+    profile = Profile(user="bbadger", local_port=port)
+    ctx = local_ctx(profile)
+    assert checks_local.local_port(ctx).status is CheckStatus.OK
+    with squatting(port) as squatter:
+        outcome = checks_local.local_port(ctx)
+        engine = _ForwardOnly()
+        supervisor.Supervisor(profile, record_state=False)._forward(engine)  # type: ignore[arg-type]
+    assert outcome.status is CheckStatus.WARN, outcome
     assert "another program: python" in outcome.summary and f"pid {squatter.pid}" in outcome.summary
-    assert "--local-port" in outcome.hint and f"kill {squatter.pid}" in outcome.hint
+    assert engine.forwarded and engine.forwarded[0] != port
+    assert f"wa-onboard connect will use {engine.forwarded[0]} instead" in outcome.summary
+    assert f"kill {squatter.pid}" in outcome.hint
+
+
+def test_tunnel_already_up_on_another_port(hub: int) -> None:
+    """connect moved off the busy profile port: local.port is fine and the tunnel checks ask the port the live
+    tunnel really uses (here the stand-in hub), not the busy one."""
+    port = free_port()
+    profile = Profile(user="bbadger", local_port=port)
+    ctx = local_ctx(profile)
+    url = f"http://localhost:{hub}/jupyter/"
+    record = tunnelstate.TunnelRecord("default", os.getpid(), hub, url, "openssh", "connected", since=0.0)
+    ctx.once("live-tunnel", lambda: record)
+    with squatting(port):
+        outcome = checks_local.local_port(ctx)
+        assert outcome.status is CheckStatus.OK, outcome
+        assert f"your tunnel uses {hub} instead: {url}" in outcome.summary
+        assert checks_tunnel.running(ctx).status is CheckStatus.OK
+        for check in (checks_tunnel.forward, checks_tunnel.hub):
+            result = check(ctx)
+            assert result.status is CheckStatus.OK, result
+    assert f"at {url}" in checks_tunnel.hub(ctx).summary
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class NotAHub(http.server.BaseHTTPRequestHandler):
+    """Some other web server on the port: 404 for everything, no JupyterHub stamp."""
+
+    def do_GET(self) -> None:
+        self.send_response(404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_404_hint_never_suggests_the_base_url_already_set(ws: Workstation, hub: int) -> None:
+    Hub.status = 404  # a JupyterHub that stamps its 404, but has no health at /jupyter/hub/health
+    lab = "--base-url /jupyter"
+    found = workstation_checks(ws, Profile(user="bbadger", remote_port=hub))
+    status, summary, hint = found["workstation.hub-health"]
+    assert status is CheckStatus.FAIL and "404" in summary
+    assert lab not in hint and "a JupyterHub answers" in hint and "lab admins" in hint
+    moved = workstation_checks(ws, Profile(user="bbadger", remote_port=hub, base_url="/jhub"))
+    assert f"wa-onboard setup {lab}" in moved["workstation.hub-health"][2]  # only here is it the fix
+
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotAHub)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        ctx = local_ctx(Profile(user="bbadger", local_port=other.server_address[1]))
+        through = checks_tunnel.hub(ctx)
+    finally:
+        other.shutdown()
+    assert through.status is CheckStatus.FAIL and "404" in through.summary
+    assert lab not in through.hint and "not the lab's JupyterHub" in through.hint
+    assert "--host" in through.hint and "--remote-port" in through.hint

@@ -165,25 +165,39 @@ def _parent(pid: int) -> int | None:
 
 
 def local_port(ctx: DoctorContext) -> Outcome:
+    """The same policy as connect (core.supervisor): a port held by another program is not a fault,
+    connect moves to the next free one on its own; only "no free port near it" is."""
     port = ctx.profile.local_port
     if tunnelstate.port_is_free(port):
         return ok(f"127.0.0.1:{port} is free for the tunnel")
     holder = tunnelstate.port_holder(port)
     if holder is not None and _is_ours(holder.pid, ctx):
         return ok(f"127.0.0.1:{port} is held by our tunnel ({holder})")
-    spare = tunnelstate.next_free_port(port + 1)
-    other = f"; or use another port: {ctx.command('connect')} --local-port {spare}" if spare else ""
     if holder is None or holder.pid is None:
         who = holder.name if holder is not None else "a program this user cannot see"
-        return fail(
-            f"127.0.0.1:{port} is taken by {who}",
-            f"find it with `lsof -nP -iTCP:{port} -sTCP:LISTEN` (or `sudo ss -ltnp`) and stop it{other}",
+        find = f"find it with `lsof -nP -iTCP:{port} -sTCP:LISTEN` (or `sudo ss -ltnp`) and stop it"
+        argv: list[str] = []
+    else:
+        who = f"another program: {holder}"
+        find = f"stop that program (kill {holder.pid})"
+        argv = tunnelstate.process_cmdline(holder.pid) or []
+    detail = " ".join(argv)
+    live = ctx.live_tunnel()
+    if live is not None and live.local_port != port:
+        return ok(
+            f"port {port} is taken by {who}; your tunnel uses {live.local_port} instead: {live.url}", detail
         )
-    argv = tunnelstate.process_cmdline(holder.pid) or []
-    return fail(
-        f"127.0.0.1:{port} is taken by another program: {holder}",
-        f"stop that program (kill {holder.pid}){other}",
-        " ".join(argv),
+    spare = tunnelstate.next_free_port(port + 1)
+    if spare is None:
+        return fail(
+            f"127.0.0.1:{port} is taken by {who}, and no port after it is free",
+            f"{find}, or choose a port: {ctx.command('connect')} --local-port N",
+            detail,
+        )
+    return warn(
+        f"port {port} is taken by {who}; {ctx.command('connect')} will use {spare} instead",
+        f"to keep http://localhost:{port}: {find}",
+        detail,
     )
 
 
@@ -197,4 +211,6 @@ def register(reg: Registry) -> None:
         "our ssh config matches the profile",
         ("local.profile", "local.ssh-client"),
     )(ssh_config)
-    reg.check("local.port", "local", "local port free or held by our tunnel", ("local.profile",))(local_port)
+    reg.check("local.port", "local", "local port free, ours, or a free one next to it", ("local.profile",))(
+        local_port
+    )
