@@ -140,7 +140,7 @@ def probe_hub(port: int, base_url: str, remote_port: int = 0, timeout: float = 3
         return Probe(
             False,
             Failure.HUB_WRONG_URL,
-            f"nothing answers at {base_url or '/'}/hub/health (404): wrong base URL?",
+            f"nothing answers at {base_url or '/'}/hub/health (404)",
             not_found_hint(
                 base_url, remote_port, jupyterhub=_header(head, "X-JupyterHub-Version") is not None
             ),
