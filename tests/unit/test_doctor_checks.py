@@ -261,6 +261,7 @@ def test_tunnel_already_up_on_another_port(hub: int) -> None:
     url = f"http://localhost:{hub}/jupyter/"
     record = tunnelstate.TunnelRecord("default", os.getpid(), hub, url, "openssh", "connected", since=0.0)
     ctx.once("live-tunnel", lambda: record)
+    assert checks_local.local_port(ctx).summary == f"127.0.0.1:{port} is free; your tunnel uses {hub}: {url}"
     with squatting(port):
         outcome = checks_local.local_port(ctx)
         assert outcome.status is CheckStatus.OK, outcome

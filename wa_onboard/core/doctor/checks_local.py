@@ -168,7 +168,11 @@ def local_port(ctx: DoctorContext) -> Outcome:
     """The same policy as connect (core.supervisor): a port held by another program is not a fault,
     connect moves to the next free one on its own; only "no free port near it" is."""
     port = ctx.profile.local_port
+    live = ctx.live_tunnel()
+    moved = live if live is not None and live.local_port != port else None
     if tunnelstate.port_is_free(port):
+        if moved is not None:  # e.g. connect --local-port N, not saved in the profile
+            return ok(f"127.0.0.1:{port} is free; your tunnel uses {moved.local_port}: {moved.url}")
         return ok(f"127.0.0.1:{port} is free for the tunnel")
     holder = tunnelstate.port_holder(port)
     if holder is not None and _is_ours(holder.pid, ctx):
@@ -182,10 +186,9 @@ def local_port(ctx: DoctorContext) -> Outcome:
         find = f"stop that program (kill {holder.pid})"
         argv = tunnelstate.process_cmdline(holder.pid) or []
     detail = " ".join(argv)
-    live = ctx.live_tunnel()
-    if live is not None and live.local_port != port:
+    if moved is not None:
         return ok(
-            f"port {port} is taken by {who}; your tunnel uses {live.local_port} instead: {live.url}", detail
+            f"port {port} is taken by {who}; your tunnel uses {moved.local_port} instead: {moved.url}", detail
         )
     spare = tunnelstate.next_free_port(port + 1)
     if spare is None:
