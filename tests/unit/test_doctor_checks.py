@@ -21,7 +21,7 @@ from tests.unit.fake_workstation import Workstation, make_workstation
 from wa_onboard.core import paths, sshfiles, supervisor, tunnelstate
 from wa_onboard.core.doctor import checks_local, checks_remote, checks_tunnel, facts
 from wa_onboard.core.doctor.context import DoctorContext, WorkstationRun
-from wa_onboard.core.profile import Profile
+from wa_onboard.core.profile import Profile, ProfileStore
 from wa_onboard.core.results import CheckStatus
 
 WS_CHECKS = {
@@ -220,11 +220,13 @@ class _ForwardOnly:
 
 
 @contextlib.contextmanager
-def squatting(port: int) -> Iterator[subprocess.Popen[str]]:
-    """Another program listening on 127.0.0.1:port."""
+def squatting(
+    port: int, *, argv0: str | None = None, args: tuple[str, ...] = ()
+) -> Iterator[subprocess.Popen[str]]:
+    """Another program listening on 127.0.0.1:port (its ``argv[0]`` and trailing arguments as given)."""
     squatter = subprocess.Popen(
-        [sys.executable, "-c", f"import socket,time; s=socket.socket(); s.bind(('127.0.0.1',{port})); "
-         "s.listen(); print('up', flush=True); time.sleep(60)"],
+        [argv0 or sys.executable, "-c", f"import socket,time; s=socket.socket(); s.bind(('127.0.0.1',{port})); "
+         "s.listen(); print('up', flush=True); time.sleep(60)", *args],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -250,6 +252,32 @@ def test_local_port_taken_by_another_program_is_what_connect_moves_off() -> None
     assert engine.forwarded and engine.forwarded[0] != port
     assert f"wa-onboard connect will use {engine.forwarded[0]} instead" in outcome.summary
     assert f"kill {squatter.pid}" in outcome.hint
+
+
+def test_another_profiles_tunnel_on_the_port_is_not_ours(tmp_path: Path) -> None:
+    """An ssh of ours for profile 'lab2' holds the default profile's port: not this profile's orphan (the old
+    check called it ours and offered its pid to kill); connect moves off it, and the hint names that profile."""
+    port = free_port()
+    profile = Profile(user="bbadger", local_port=port)
+    ProfileStore().save(profile, "lab2")
+    ctx = local_ctx(profile)
+    config = str(sshfiles.config_path())
+    fake_ssh = tmp_path / "ssh"  # a python that looks like an ssh master of profile lab2 in the process table
+    fake_ssh.symlink_to(sys.executable)
+    with squatting(port, argv0=str(fake_ssh), args=("-F", config, "-N", "wa-lab2-ws")) as ssh:
+        argv = tunnelstate.process_cmdline(ssh.pid) or []
+        assert argv[0] == str(fake_ssh) and argv[-4:] == [
+            "-F",
+            config,
+            "-N",
+            "wa-lab2-ws",
+        ]  # what _is_ours reads
+        outcome = checks_local.local_port(ctx)
+        running = checks_tunnel.running(ctx)
+    assert outcome.status is CheckStatus.WARN, outcome
+    assert "the tunnel of wa-onboard profile 'lab2'" in outcome.summary
+    assert "wa-onboard --profile lab2 disconnect" in outcome.hint and "kill" not in outcome.hint
+    assert running.status is CheckStatus.FAIL and "no tunnel is running" in running.summary
 
 
 def test_tunnel_already_up_on_another_port(hub: int) -> None:

@@ -9,9 +9,10 @@ from pathlib import Path
 
 from wa_onboard.core import paths, sshfiles, tunnelstate
 from wa_onboard.core.doctor import sshcmd
-from wa_onboard.core.doctor.context import DoctorContext
+from wa_onboard.core.doctor.context import DoctorContext, command_line
 from wa_onboard.core.doctor.registry import Outcome, Registry, fail, ok, warn
 from wa_onboard.core.errors import WaError
+from wa_onboard.core.profile import DEFAULT_PROFILE, ProfileStore
 
 _INSTALL_SSH = (
     "install the OpenSSH client (Debian/Ubuntu: sudo apt install openssh-client; Fedora: sudo dnf install "
@@ -140,16 +141,32 @@ def ssh_config(ctx: DoctorContext) -> Outcome:
     return ok(f"{cfg} matches the profile ({names.jump}, {names.ws})")
 
 
+def _ssh_profile(pid: int) -> str | None:
+    """The profile whose tunnel ``pid`` is, when it is an ssh started with our config file for one of a
+    profile's hosts (a master's last argument is its host alias); None for anything else."""
+    argv = tunnelstate.process_cmdline(pid) or []
+    if not argv or not Path(argv[0]).name.startswith("ssh") or str(sshfiles.config_path()) not in argv:
+        return None
+    try:
+        known = ProfileStore().names()
+    except WaError:
+        known = []
+    for name in dict.fromkeys([DEFAULT_PROFILE, *known]):
+        hosts = sshfiles.aliases(name)
+        if argv[-1] in (hosts.jump, hosts.ws):
+            return name
+    return None
+
+
 def _is_ours(pid: int | None, ctx: DoctorContext) -> bool:
-    """The port holder is this profile's supervisor, or an ssh started with our config file."""
+    """The port holder is this profile's supervisor, or an ssh it started (another profile's tunnel on the
+    same port is not ours: its pid must not be offered to kill as an orphan of this one)."""
     if pid is None:
         return False
     record = tunnelstate.read_record(ctx.profile_name)
     if record is not None and record.pid == pid:
         return True
-    argv = tunnelstate.process_cmdline(pid) or []
-    is_ssh = bool(argv) and Path(argv[0]).name.startswith("ssh")
-    if is_ssh and str(sshfiles.config_path()) in argv:
+    if _ssh_profile(pid) == ctx.profile_name:
         return True
     parent = _parent(pid)
     return record is not None and parent is not None and parent == record.pid
@@ -181,6 +198,10 @@ def local_port(ctx: DoctorContext) -> Outcome:
         who = holder.name if holder is not None else "a program this user cannot see"
         find = f"find it with `lsof -nP -iTCP:{port} -sTCP:LISTEN` (or `sudo ss -ltnp`) and stop it"
         argv: list[str] = []
+    elif (other := _ssh_profile(holder.pid)) is not None:
+        who = f"the tunnel of wa-onboard profile '{other}' ({holder})"
+        find = f"stop it ({command_line(other, 'disconnect')})"
+        argv = tunnelstate.process_cmdline(holder.pid) or []
     else:
         who = f"another program: {holder}"
         find = f"stop that program (kill {holder.pid})"

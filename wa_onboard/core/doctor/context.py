@@ -30,6 +30,13 @@ FACTS_TIMEOUT = 45.0
 MASTER_TIMEOUT = 15.0
 
 
+def command_line(profile_name: str, sub: str) -> str:
+    """``wa-onboard [--profile NAME] <sub>`` for that profile."""
+    if profile_name == DEFAULT_PROFILE:
+        return f"wa-onboard {sub}"
+    return f"wa-onboard --profile {profile_name} {sub}"
+
+
 @dataclass(frozen=True)
 class WorkstationRun:
     """The one round trip to the workstation: how it went and what it found."""
@@ -65,9 +72,7 @@ class DoctorContext:
 
     def command(self, sub: str) -> str:
         """``wa-onboard [--profile NAME] <sub>``: the command a hint tells the member to run."""
-        if self.profile_name == DEFAULT_PROFILE:
-            return f"wa-onboard {sub}"
-        return f"wa-onboard --profile {self.profile_name} {sub}"
+        return command_line(self.profile_name, sub)
 
     def live_tunnel(self) -> tunnelstate.TunnelRecord | None:
         """This profile's tunnel record when its supervisor is alive (its lock is held, its pid is ours)."""
