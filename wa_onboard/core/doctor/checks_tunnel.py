@@ -105,9 +105,9 @@ def hub(ctx: DoctorContext) -> Outcome:
 def _answered_by(answer: probes.WebsocketAnswer, base_url: str) -> str:
     """Who stamped the answer: the hub points into ``<base>/hub/`` (a redirect there, or its CSP report
     URL); the member's own server does not."""
-    hub = f"{base_url}/hub/"
+    prefix = f"{base_url}/hub/"
     pointers = answer.headers.get("location", "") + " " + answer.headers.get("content-security-policy", "")
-    return "JupyterHub" if hub in pointers else "your running Jupyter server"
+    return "JupyterHub" if prefix in pointers else "your running Jupyter server"
 
 
 def websocket(ctx: DoctorContext) -> Outcome:
