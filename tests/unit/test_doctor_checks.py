@@ -333,6 +333,7 @@ def test_a_404_hint_never_suggests_the_base_url_already_set(ws: Workstation, hub
     threading.Thread(target=other.serve_forever, daemon=True).start()
     try:
         ctx = local_ctx(Profile(user="bbadger", local_port=other.server_address[1]))
+        ctx.profile_name = "lab2"
         through = checks_tunnel.hub(ctx)
     finally:
         other.shutdown()
@@ -340,4 +341,4 @@ def test_a_404_hint_never_suggests_the_base_url_already_set(ws: Workstation, hub
         through.status is CheckStatus.FAIL and "404" in through.summary and "base URL" not in through.summary
     )
     assert lab not in through.hint and "not the lab's JupyterHub" in through.hint
-    assert "--host" in through.hint and "--remote-port" in through.hint
+    assert "wa-onboard --profile lab2 setup --host" in through.hint and "--remote-port" in through.hint

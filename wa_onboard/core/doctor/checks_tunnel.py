@@ -89,9 +89,8 @@ def hub(ctx: DoctorContext) -> Outcome:
     probe = _probe(ctx)
     p, port = ctx.profile, ctx.tunnel_port
     if not probe.ok:
-        return fail(
-            probe.message, probe.hint or f"{ctx.command('doctor --report FILE')} and send it to the lab"
-        )
+        hint = probe.hint.replace("wa-onboard setup", ctx.command("setup"))  # this profile's command
+        return fail(probe.message, hint or f"{ctx.command('doctor --report FILE')} and send it to the lab")
     version = supervisor.hub_version(port, p.base_url)
     if not version:
         return fail(
