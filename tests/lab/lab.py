@@ -162,8 +162,9 @@ whatis("Version: {version}")
 prepend_path("PATH", "{root}/conda/bin")
 """
 
-# Logs in to the hub as a member and prints the member's server's /api/kernelspecs (run inside walab-ws with
-# /usr/bin/python3; stdlib only). argv: name base_url port timeout; the password comes on stdin.
+# Logs in to the hub as a member and prints the member's server's /api/kernelspecs (run with /usr/bin/python3
+# inside walab-ws, or on the laptop through the tunnel; stdlib only). argv: name base_url port timeout [stop];
+# the password comes on stdin. With "stop" it stops the member's server instead and prints {}.
 HUB_LOGIN_SCRIPT = r"""
 import http.cookiejar, json, re, sys, time, urllib.error, urllib.parse, urllib.request
 
@@ -200,6 +201,17 @@ if status != 200 or "/hub/login" in urllib.parse.urlparse(landed).path:
     raise SystemExit(f"login as {name} failed: {status} at {landed}")
 
 hub_api = {"X-XSRFToken": xsrf(f"{base_url}/hub/"), "Accept": "application/json"}
+if sys.argv[5:] == ["stop"]:
+    status, _, body = call(f"{base}/hub/api/users/{name}/server", method="DELETE", headers=hub_api)
+    if status not in (202, 204, 400):
+        raise SystemExit(f"stopping the server of {name}: {status} {body[:300]}")
+    deadline = time.monotonic() + timeout
+    while json.loads(call(f"{base}/hub/api/users/{name}", headers=hub_api)[2]).get("servers", {}).get(""):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the server of {name} did not stop in {timeout}s")
+        time.sleep(0.5)
+    print("{}")
+    raise SystemExit(0)
 status, _, body = call(f"{base}/hub/api/users/{name}", headers=hub_api)
 if status != 200:
     raise SystemExit(f"GET /hub/api/users/{name}: {status} {body[:300]}")
@@ -892,15 +904,27 @@ class Lab:
         except OSError:
             return ""
 
-    def hub_login_kernelspecs(self, member: Member, timeout: float = 90) -> dict[str, Any]:
+    def hub_login_kernelspecs(
+        self, member: Member, timeout: float = 90, *, via_port: int | None = None, stop: bool = False
+    ) -> dict[str, Any]:
         """Log in to the hub as member (PAM password, _xsrf form), start the member's server, and return its
-        /api/kernelspecs JSON ({"default": ..., "kernelspecs": {name: {"spec": {"display_name": ...}}}})."""
+        /api/kernelspecs JSON ({"default": ..., "kernelspecs": {name: {"spec": {"display_name": ...}}}}).
+        via_port: from the laptop through the tunnel's local port, as the member's browser does (default: on the
+        workstation). stop: stop the member's server instead (returns {})."""
         script = self.run_dir / "hub_login.py"
         script.write_text(HUB_LOGIN_SCRIPT)
+        port = self.hub_port if via_port is None else via_port
+        argv = [
+            SYS_PYTHON,
+            str(script),
+            member.name,
+            self.base_url,
+            str(port),
+            str(timeout),
+            *(["stop"] * stop),
+        ]
         r = subprocess.run(
-            self.host_cmd(
-                "ws", [SYS_PYTHON, str(script), member.name, self.base_url, str(self.hub_port), str(timeout)]
-            ),
+            self.host_cmd("ws" if via_port is None else "laptop", argv),
             input=member.password + "\n",
             capture_output=True,
             text=True,

@@ -4,8 +4,10 @@ our ssh config through ``ssh -G``, and a local port held by another program."""
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -16,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from tests.unit.fake_workstation import Workstation, make_workstation
-from wa_onboard.core import paths, sshfiles
-from wa_onboard.core.doctor import checks_local, checks_remote, facts
+from wa_onboard.core import paths, sshfiles, supervisor, tunnelstate
+from wa_onboard.core.doctor import checks_local, checks_remote, checks_tunnel, facts
 from wa_onboard.core.doctor.context import DoctorContext, WorkstationRun
-from wa_onboard.core.profile import Profile
+from wa_onboard.core.profile import Profile, ProfileStore
 from wa_onboard.core.results import CheckStatus
 
 WS_CHECKS = {
@@ -207,23 +209,136 @@ def test_ssh_config_matches_the_profile_until_it_does_not() -> None:
     assert "hostname is 'carproject-06.engr.wisc.edu'" in outcome.summary and "setup" in outcome.hint
 
 
-def test_local_port_free_then_taken_by_another_program() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    ctx = local_ctx(Profile(user="bbadger", local_port=port))
-    assert checks_local.local_port(ctx).status is CheckStatus.OK
+class _ForwardOnly:
+    """An engine that only records which local port the supervisor forwards."""
+
+    def __init__(self) -> None:
+        self.forwarded: list[int] = []
+
+    def forward(self, local_port: int, remote_port: int) -> None:
+        self.forwarded.append(local_port)
+
+
+@contextlib.contextmanager
+def squatting(
+    port: int, *, argv0: str | None = None, args: tuple[str, ...] = ()
+) -> Iterator[subprocess.Popen[str]]:
+    """Another program listening on 127.0.0.1:port (its ``argv[0]`` and trailing arguments as given)."""
     squatter = subprocess.Popen(
-        [sys.executable, "-c", f"import socket,time; s=socket.socket(); s.bind(('127.0.0.1',{port})); "
-         "s.listen(); print('up', flush=True); time.sleep(60)"],
+        [argv0 or sys.executable, "-c", f"import socket,time; s=socket.socket(); s.bind(('127.0.0.1',{port})); "
+         "s.listen(); print('up', flush=True); time.sleep(60)", *args],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
         assert squatter.stdout is not None and squatter.stdout.readline() == "up\n"
-        outcome = checks_local.local_port(ctx)
+        yield squatter
     finally:
         squatter.kill()
         squatter.wait()
-    assert outcome.status is CheckStatus.FAIL
+
+
+def test_local_port_taken_by_another_program_is_what_connect_moves_off() -> None:
+    """One policy: where connect moves to a free port on its own, the doctor warns and names that port."""
+    port = free_port()
+    profile = Profile(user="bbadger", local_port=port)
+    ctx = local_ctx(profile)
+    assert checks_local.local_port(ctx).status is CheckStatus.OK
+    with squatting(port) as squatter:
+        outcome = checks_local.local_port(ctx)
+        engine = _ForwardOnly()
+        supervisor.Supervisor(profile, record_state=False)._forward(engine)  # type: ignore[arg-type]
+    assert outcome.status is CheckStatus.WARN, outcome
     assert "another program: python" in outcome.summary and f"pid {squatter.pid}" in outcome.summary
-    assert "--local-port" in outcome.hint and f"kill {squatter.pid}" in outcome.hint
+    assert engine.forwarded and engine.forwarded[0] != port
+    assert f"wa-onboard connect will use {engine.forwarded[0]} instead" in outcome.summary
+    assert f"kill {squatter.pid}" in outcome.hint
+
+
+def test_another_profiles_tunnel_on_the_port_is_not_ours(tmp_path: Path) -> None:
+    """An ssh of ours for profile 'lab2' holds the default profile's port: not this profile's orphan (the old
+    check called it ours and offered its pid to kill); connect moves off it, and the hint names that profile."""
+    port = free_port()
+    profile = Profile(user="bbadger", local_port=port)
+    ProfileStore().save(profile, "lab2")
+    ctx = local_ctx(profile)
+    config = str(sshfiles.config_path())
+    fake_ssh = tmp_path / "ssh"  # a python that looks like an ssh master of profile lab2 in the process table
+    fake_ssh.symlink_to(sys.executable)
+    with squatting(port, argv0=str(fake_ssh), args=("-F", config, "-N", "wa-lab2-ws")) as ssh:
+        argv = tunnelstate.process_cmdline(ssh.pid) or []
+        assert argv[0] == str(fake_ssh) and argv[-4:] == [
+            "-F",
+            config,
+            "-N",
+            "wa-lab2-ws",
+        ]  # what _is_ours reads
+        outcome = checks_local.local_port(ctx)
+        running = checks_tunnel.running(ctx)
+    assert outcome.status is CheckStatus.WARN, outcome
+    assert "the tunnel of wa-onboard profile 'lab2'" in outcome.summary
+    assert "wa-onboard --profile lab2 disconnect" in outcome.hint and "kill" not in outcome.hint
+    assert running.status is CheckStatus.FAIL and "no tunnel is running" in running.summary
+
+
+def test_tunnel_already_up_on_another_port(hub: int) -> None:
+    """connect moved off the busy profile port: local.port is fine and the tunnel checks ask the port the live
+    tunnel really uses (here the stand-in hub), not the busy one."""
+    port = free_port()
+    profile = Profile(user="bbadger", local_port=port)
+    ctx = local_ctx(profile)
+    url = f"http://localhost:{hub}/jupyter/"
+    record = tunnelstate.TunnelRecord("default", os.getpid(), hub, url, "openssh", "connected", since=0.0)
+    ctx.once("live-tunnel", lambda: record)
+    assert checks_local.local_port(ctx).summary == f"127.0.0.1:{port} is free; your tunnel uses {hub}: {url}"
+    with squatting(port):
+        outcome = checks_local.local_port(ctx)
+        assert outcome.status is CheckStatus.OK, outcome
+        assert f"your tunnel uses {hub} instead: {url}" in outcome.summary
+        assert checks_tunnel.running(ctx).status is CheckStatus.OK
+        for check in (checks_tunnel.forward, checks_tunnel.hub):
+            result = check(ctx)
+            assert result.status is CheckStatus.OK, result
+    assert f"at {url}" in checks_tunnel.hub(ctx).summary
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class NotAHub(http.server.BaseHTTPRequestHandler):
+    """Some other web server on the port: 404 for everything, no JupyterHub stamp."""
+
+    def do_GET(self) -> None:
+        self.send_response(404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_404_hint_never_suggests_the_base_url_already_set(ws: Workstation, hub: int) -> None:
+    Hub.status = 404  # a JupyterHub that stamps its 404, but has no health at /jupyter/hub/health
+    lab = "--base-url /jupyter"
+    found = workstation_checks(ws, Profile(user="bbadger", remote_port=hub))
+    status, summary, hint = found["workstation.hub-health"]
+    assert status is CheckStatus.FAIL and "404" in summary
+    assert lab not in hint and "a JupyterHub answers" in hint and "lab admins" in hint
+    moved = workstation_checks(ws, Profile(user="bbadger", remote_port=hub, base_url="/jhub"))
+    assert f"wa-onboard setup {lab}" in moved["workstation.hub-health"][2]  # only here is it the fix
+
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotAHub)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        ctx = local_ctx(Profile(user="bbadger", local_port=other.server_address[1]))
+        ctx.profile_name = "lab2"
+        through = checks_tunnel.hub(ctx)
+    finally:
+        other.shutdown()
+    assert (
+        through.status is CheckStatus.FAIL and "404" in through.summary and "base URL" not in through.summary
+    )
+    assert lab not in through.hint and "not the lab's JupyterHub" in through.hint
+    assert "wa-onboard --profile lab2 setup --host" in through.hint and "--remote-port" in through.hint

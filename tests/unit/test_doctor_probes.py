@@ -113,3 +113,50 @@ def test_websocket_outcomes(serve: Callable[[Handler], int]) -> None:
         probes.websocket_handshake(serve(drop), "/x")
     status, summary = websocket_check(serve(drop))
     assert status is CheckStatus.FAIL and "dropped without an answer" in summary
+
+
+def request_line(conn: socket.socket) -> str:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += conn.recv(4096)
+    return data.split(b"\r\n", 1)[0].decode()
+
+
+def lab_open(conn: socket.socket) -> None:
+    """What the lab's JupyterHub 6.1 + jupyter_server 2 answered with bbadger's server running (seen with
+    tests/lab): the kernel channels 403 without the hub's stamp, the event bus 403 with it."""
+    path = request_line(conn).split()[1]
+    stamp = b"" if path.endswith("/channels") else b"X-JupyterHub-Version: 6.1.1\r\n"
+    conn.sendall(
+        b"HTTP/1.1 403 Forbidden\r\nServer: TornadoServer/6.6.1\r\n" + stamp
+        + b"Content-Security-Policy: frame-ancestors 'none'\r\nContent-Length: 0\r\n\r\n"
+    )  # fmt: skip
+
+
+def lab_stopped(conn: socket.socket) -> None:
+    """The same URLs with no server running: the hub answers them itself, stamped, redirecting into /hub/."""
+    path = request_line(conn).split()[1]
+    conn.sendall(
+        f"HTTP/1.1 302 Found\r\nX-JupyterHub-Version: 6.1.1\r\nLocation: /jupyter/hub{path[len('/jupyter') :]}\r\n"
+        "Content-Security-Policy: frame-ancestors 'none'; report-uri /jupyter/hub/security/csp-report\r\n"
+        "Content-Length: 0\r\n\r\n".encode()
+    )
+
+
+def forbidden_unstamped(conn: socket.socket) -> None:
+    """Another local server that refuses every upgrade, as jupyter_server's kernel channels do."""
+    request_line(conn)
+    conn.sendall(b"HTTP/1.1 403 Forbidden\r\nServer: TornadoServer/6.6.1\r\nContent-Length: 0\r\n\r\n")
+
+
+def test_websocket_passes_with_jupyterlab_open_and_closed_but_not_for_an_impostor(
+    serve: Callable[[Handler], int],
+) -> None:
+    status, summary = websocket_check(serve(lab_open))
+    assert status is CheckStatus.OK, summary
+    assert summary.startswith("websocket upgrade reaches your running Jupyter server") and "403" in summary
+    status, summary = websocket_check(serve(lab_stopped))
+    assert status is CheckStatus.OK, summary
+    assert summary.startswith("websocket upgrade reaches JupyterHub") and "302" in summary
+    status, summary = websocket_check(serve(forbidden_unstamped))
+    assert status is CheckStatus.FAIL and "403 by something that is not JupyterHub" in summary

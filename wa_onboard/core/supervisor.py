@@ -140,12 +140,34 @@ def probe_hub(port: int, base_url: str, remote_port: int = 0, timeout: float = 3
         return Probe(
             False,
             Failure.HUB_WRONG_URL,
-            f"nothing answers at {base_url or '/'}/hub/health (404): wrong base URL?",
-            "the lab's hub lives under /jupyter: fix it with --base-url /jupyter",
+            f"nothing answers at {base_url or '/'}/hub/health (404)",
+            not_found_hint(
+                base_url, remote_port, jupyterhub=_header(head, "X-JupyterHub-Version") is not None
+            ),
             code,
             took(),
         )
     return Probe(False, Failure.OTHER, f"the hub answered HTTP {code}", "run wa-onboard doctor", code, took())
+
+
+def not_found_hint(
+    base_url: str, remote_port: int, *, jupyterhub: bool, setup: str = "wa-onboard setup"
+) -> str:
+    """What to do about a 404 at ``<base>/hub/health``. It suggests the lab's base URL only when the
+    profile has another one; when it already is the lab's, the base URL is not what is wrong."""
+    lab = Profile().base_url
+    if base_url != lab:
+        return f"the lab's hub lives under {lab}: fix it with {setup} --base-url {lab}"
+    port = f"port {remote_port}" if remote_port else "the hub's port"
+    if jupyterhub:
+        return (
+            f"a JupyterHub answers on the workstation's {port}, but not under {lab}: "
+            "ask the lab admins whether its base URL changed"
+        )
+    return (
+        f"the server on the workstation's {port} is not the lab's JupyterHub: check that the workstation "
+        f"(--host) and the hub's port (--remote-port) are the lab's ({setup} --host HOST --remote-port N)"
+    )
 
 
 def _probe_os_error(reason: object, remote_port: int, latency: float) -> Probe:

@@ -9,9 +9,10 @@ from pathlib import Path
 
 from wa_onboard.core import paths, sshfiles, tunnelstate
 from wa_onboard.core.doctor import sshcmd
-from wa_onboard.core.doctor.context import DoctorContext
+from wa_onboard.core.doctor.context import DoctorContext, command_line
 from wa_onboard.core.doctor.registry import Outcome, Registry, fail, ok, warn
 from wa_onboard.core.errors import WaError
+from wa_onboard.core.profile import DEFAULT_PROFILE, ProfileStore
 
 _INSTALL_SSH = (
     "install the OpenSSH client (Debian/Ubuntu: sudo apt install openssh-client; Fedora: sudo dnf install "
@@ -140,16 +141,32 @@ def ssh_config(ctx: DoctorContext) -> Outcome:
     return ok(f"{cfg} matches the profile ({names.jump}, {names.ws})")
 
 
+def _ssh_profile(pid: int) -> str | None:
+    """The profile whose tunnel ``pid`` is, when it is an ssh started with our config file for one of a
+    profile's hosts (a master's last argument is its host alias); None for anything else."""
+    argv = tunnelstate.process_cmdline(pid) or []
+    if not argv or not Path(argv[0]).name.startswith("ssh") or str(sshfiles.config_path()) not in argv:
+        return None
+    try:
+        known = ProfileStore().names()
+    except WaError:
+        known = []
+    for name in dict.fromkeys([DEFAULT_PROFILE, *known]):
+        hosts = sshfiles.aliases(name)
+        if argv[-1] in (hosts.jump, hosts.ws):
+            return name
+    return None
+
+
 def _is_ours(pid: int | None, ctx: DoctorContext) -> bool:
-    """The port holder is this profile's supervisor, or an ssh started with our config file."""
+    """The port holder is this profile's supervisor, or an ssh it started (another profile's tunnel on the
+    same port is not ours: its pid must not be offered to kill as an orphan of this one)."""
     if pid is None:
         return False
     record = tunnelstate.read_record(ctx.profile_name)
     if record is not None and record.pid == pid:
         return True
-    argv = tunnelstate.process_cmdline(pid) or []
-    is_ssh = bool(argv) and Path(argv[0]).name.startswith("ssh")
-    if is_ssh and str(sshfiles.config_path()) in argv:
+    if _ssh_profile(pid) == ctx.profile_name:
         return True
     parent = _parent(pid)
     return record is not None and parent is not None and parent == record.pid
@@ -165,25 +182,46 @@ def _parent(pid: int) -> int | None:
 
 
 def local_port(ctx: DoctorContext) -> Outcome:
+    """The same policy as connect (core.supervisor): a port held by another program is not a fault,
+    connect moves to the next free one on its own; only "no free port near it" is."""
     port = ctx.profile.local_port
+    live = ctx.live_tunnel()
+    moved = live if live is not None and live.local_port != port else None
     if tunnelstate.port_is_free(port):
+        if moved is not None:  # e.g. connect --local-port N, not saved in the profile
+            return ok(f"127.0.0.1:{port} is free; your tunnel uses {moved.local_port}: {moved.url}")
         return ok(f"127.0.0.1:{port} is free for the tunnel")
     holder = tunnelstate.port_holder(port)
     if holder is not None and _is_ours(holder.pid, ctx):
         return ok(f"127.0.0.1:{port} is held by our tunnel ({holder})")
-    spare = tunnelstate.next_free_port(port + 1)
-    other = f"; or use another port: {ctx.command('connect')} --local-port {spare}" if spare else ""
     if holder is None or holder.pid is None:
         who = holder.name if holder is not None else "a program this user cannot see"
-        return fail(
-            f"127.0.0.1:{port} is taken by {who}",
-            f"find it with `lsof -nP -iTCP:{port} -sTCP:LISTEN` (or `sudo ss -ltnp`) and stop it{other}",
+        find = f"find it with `lsof -nP -iTCP:{port} -sTCP:LISTEN` (or `sudo ss -ltnp`) and stop it"
+        argv: list[str] = []
+    elif (other := _ssh_profile(holder.pid)) is not None:
+        who = f"the tunnel of wa-onboard profile '{other}' ({holder})"
+        find = f"stop it ({command_line(other, 'disconnect')})"
+        argv = tunnelstate.process_cmdline(holder.pid) or []
+    else:
+        who = f"another program: {holder}"
+        find = f"stop that program (kill {holder.pid})"
+        argv = tunnelstate.process_cmdline(holder.pid) or []
+    detail = " ".join(argv)
+    if moved is not None:
+        return ok(
+            f"port {port} is taken by {who}; your tunnel uses {moved.local_port} instead: {moved.url}", detail
         )
-    argv = tunnelstate.process_cmdline(holder.pid) or []
-    return fail(
-        f"127.0.0.1:{port} is taken by another program: {holder}",
-        f"stop that program (kill {holder.pid}){other}",
-        " ".join(argv),
+    spare = tunnelstate.next_free_port(port + 1)
+    if spare is None:
+        return fail(
+            f"127.0.0.1:{port} is taken by {who}, and no port after it is free",
+            f"{find}, or choose a port: {ctx.command('connect')} --local-port N",
+            detail,
+        )
+    return warn(
+        f"port {port} is taken by {who}; {ctx.command('connect')} will use {spare} instead",
+        f"to keep http://localhost:{port}: {find}",
+        detail,
     )
 
 
@@ -197,4 +235,6 @@ def register(reg: Registry) -> None:
         "our ssh config matches the profile",
         ("local.profile", "local.ssh-client"),
     )(ssh_config)
-    reg.check("local.port", "local", "local port free or held by our tunnel", ("local.profile",))(local_port)
+    reg.check("local.port", "local", "local port free, ours, or a free one next to it", ("local.profile",))(
+        local_port
+    )

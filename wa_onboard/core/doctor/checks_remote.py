@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 
+from wa_onboard.core import supervisor
 from wa_onboard.core.doctor import probes
 from wa_onboard.core.doctor.context import DoctorContext
 from wa_onboard.core.doctor.registry import Outcome, Registry, fail, ok, warn
@@ -276,8 +277,10 @@ def hub_health(ctx: DoctorContext) -> Outcome:
         )
     if answer.status == 404:
         return fail(
-            f"{url} is not found (404): the base URL looks wrong",
-            f"the lab's hub lives under /jupyter: {ctx.command('setup')} --base-url /jupyter",
+            f"{url} is not found (404) on the workstation's port {ctx.profile.remote_port}",
+            supervisor.not_found_hint(
+                base, ctx.profile.remote_port, jupyterhub=answer.from_jupyterhub, setup=ctx.command("setup")
+            ),
         )
     if answer.status != 200:
         return fail(f"{url} answered HTTP {answer.status}", "ask the lab admins to check JupyterHub")

@@ -13,6 +13,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from wa_onboard.core import tunnelstate
 from wa_onboard.core.doctor import facts as facts_mod
 from wa_onboard.core.doctor import sshcmd
 from wa_onboard.core.doctor.registry import CheckFailed
@@ -27,6 +28,13 @@ FACTS_TIMEOUT = 45.0
 #: over a live master the facts take well under a second; longer means the master's path is dead
 #: (not noticed yet by its keep-alives), and the fresh login answers instead
 MASTER_TIMEOUT = 15.0
+
+
+def command_line(profile_name: str, sub: str) -> str:
+    """``wa-onboard [--profile NAME] <sub>`` for that profile."""
+    if profile_name == DEFAULT_PROFILE:
+        return f"wa-onboard {sub}"
+    return f"wa-onboard --profile {profile_name} {sub}"
 
 
 @dataclass(frozen=True)
@@ -64,9 +72,29 @@ class DoctorContext:
 
     def command(self, sub: str) -> str:
         """``wa-onboard [--profile NAME] <sub>``: the command a hint tells the member to run."""
-        if self.profile_name == DEFAULT_PROFILE:
-            return f"wa-onboard {sub}"
-        return f"wa-onboard --profile {self.profile_name} {sub}"
+        return command_line(self.profile_name, sub)
+
+    def live_tunnel(self) -> tunnelstate.TunnelRecord | None:
+        """This profile's tunnel record when its supervisor is alive (its lock is held, its pid is ours)."""
+
+        def read() -> tunnelstate.TunnelRecord | None:
+            name = self.profile_name
+            record = tunnelstate.read_record(name)
+            alive = (
+                record is not None
+                and tunnelstate.lock_is_held(name)
+                and tunnelstate.is_our_supervisor(record.pid, name)
+            )
+            return record if alive else None
+
+        return self.once("live-tunnel", read)
+
+    @property
+    def tunnel_port(self) -> int:
+        """The local port the tunnel really uses: connect moves off a busy profile port on its own
+        (8000 taken, 8001 used), so the tunnel checks ask the live supervisor's record first."""
+        record = self.live_tunnel()
+        return record.local_port if record is not None and record.local_port else self.profile.local_port
 
     # ------------------------------------------------------------------ once-per-run facts
     def once(self, key: str, compute: Callable[[], T]) -> T:
