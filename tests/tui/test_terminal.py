@@ -31,13 +31,13 @@ def spawn(mode: str) -> pexpect.spawn:
     )
 
 
-@pytest.mark.parametrize(("mode", "shown", "keys"), [
-    ("wizard", "Welcome!", ["\x03"]),                 # Ctrl-C on the welcome screen
-    ("wizard", "Welcome!", ["\x11"]),                 # ctrl+q
-    ("dashboard", "connected", ["\x03", "\x03"]),     # Ctrl-C twice: the tunnel question, then leave
-    ("dashboard", "connected", ["q", "s"]),           # quit, stop the tunnel
+@pytest.mark.parametrize(("mode", "shown", "keys", "code"), [
+    ("wizard", "Welcome!", ["\x03"], 130),                 # Ctrl-C on the welcome screen: interrupted
+    ("wizard", "Welcome!", ["\x11"], 0),                   # ctrl+q
+    ("dashboard", "connected", ["\x03", "\x03"], 130),     # Ctrl-C twice: the tunnel question, then leave
+    ("dashboard", "connected", ["q", "s"], 0),             # quit, stop the tunnel
 ])  # fmt: skip
-def test_leaves_a_clean_terminal(mode: str, shown: str, keys: list[str]) -> None:
+def test_leaves_a_clean_terminal(mode: str, shown: str, keys: list[str], code: int) -> None:
     child = spawn(mode)
     child.expect_exact(shown)
     for key in keys:
@@ -49,9 +49,17 @@ def test_leaves_a_clean_terminal(mode: str, shown: str, keys: list[str]) -> None
         child.expect(pexpect.EOF)
     child.close()
     tail = child.before or ""
-    assert child.exitstatus == 0, tail[-500:]
+    assert child.exitstatus == code, tail[-500:]
     assert LEAVE_ALT_SCREEN in tail and SHOW_CURSOR in tail and MOUSE_OFF in tail
     assert "Traceback" not in tail
+
+
+def test_a_crash_in_the_app_does_not_exit_0() -> None:
+    child = spawn("crash")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert "a bug in the app" in (child.before or "")
+    assert child.exitstatus == 1
 
 
 def test_setup_in_a_terminal_opens_the_wizard(tmp_path: Path) -> None:

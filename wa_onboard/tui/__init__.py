@@ -2,10 +2,37 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import sys
+from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
     from wa_onboard.cli import CommandContext
+    from wa_onboard.tui.app import WaApp
+
+
+def exit_status(app: WaApp, result: int | None) -> int:
+    """The process's exit code once the app has ended, as the README promises (0, 1, 130).
+
+    A crash leaves ``result`` None and Textual's ``return_code`` non-zero: that must not read as 0."""
+    if app.return_code:
+        return app.return_code
+    return int(result or 0)
+
+
+def say_goodbye(app: WaApp, out: TextIO | None = None) -> None:
+    """After the terminal is restored: what the member must know on leaving (a failed setup's
+    one line and the command that resumes it), as plain text that stays in the scrollback."""
+    stream = out or sys.stderr
+    for line in app.farewell:
+        stream.write(line + "\n")
+    stream.flush()
+
+
+def run_app(app: WaApp) -> int:
+    """Run the app in this terminal; its exit code, after any parting words."""
+    result = app.run()
+    say_goodbye(app)
+    return exit_status(app, result)
 
 
 def launch(ctx: CommandContext) -> int:
@@ -14,8 +41,7 @@ def launch(ctx: CommandContext) -> int:
     from wa_onboard.tui.app import make_app
 
     app = make_app(store=ctx.store, profile_name=ctx.profile_name, profile=profile)
-    code = app.run()
-    return int(code or 0)
+    return run_app(app)
 
 
 def launch_setup(ctx: CommandContext) -> int:
@@ -27,4 +53,4 @@ def launch_setup(ctx: CommandContext) -> int:
     args = ctx.args
     backend = RealBackend(assume_yes=args.yes, repair=args.repair, no_browser=args.no_browser)
     app = make_app(backend, ctx.store, ctx.profile_name, profile, wizard=True)
-    return int(app.run() or 0)
+    return run_app(app)

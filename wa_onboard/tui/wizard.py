@@ -408,6 +408,10 @@ class RunScreen(WaScreen):
     def show_failure(self, title: str, error: WaError, detail: str = "") -> None:
         self.failed = True
         self.wa.exit_code = 1
+        self.wa.farewell = [
+            f"wa-onboard: {title}: {error.message}",
+            f"  go on where it stopped with: {cli_hint('setup', self.wa.profile_name)}",
+        ]
         self.query_one("#progress").add_class("hidden")
         self.query_one("#failure-title", Static).update(
             Content.assemble(("✗ ", "bold $text-error"), (title, "bold"))
@@ -430,6 +434,7 @@ class RunScreen(WaScreen):
         if self.failed:
             self.query_one("#log", RichLog).write(Content.styled("── retry ──", "$foreground-muted"))
             self.wa.exit_code = 0
+            self.wa.farewell = []
             self.start()
 
     @on(Button.Pressed, "#diagnostics")
