@@ -6,6 +6,8 @@ done screen) belongs to the lab integration pass: see tests/tui/README.md.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -76,3 +78,28 @@ def test_setup_in_a_terminal_opens_the_wizard(tmp_path: Path) -> None:
     child.close()
     assert child.exitstatus == 0
     assert 'env = "robots"' in (tmp_path / ".config" / "wa-onboard" / "config.toml").read_text()
+
+
+@pytest.mark.parametrize("set_up", [False, True])
+def test_without_a_terminal_the_bare_command_says_what_to_run_and_exits_2(
+    tmp_path: Path, set_up: bool
+) -> None:
+    """`wa-onboard </dev/null >out` used to draw escape codes into the file forever."""
+    config = tmp_path / "c.toml"
+    if set_up:
+        from wa_onboard.core.profile import Profile, ProfileStore
+
+        ProfileStore(config).save(Profile(user="bbadger"))
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TERM": "xterm-256color",
+           "WA_ONBOARD_CONFIG": str(config)}  # fmt: skip
+    out = tmp_path / "out"
+    with open(os.devnull) as stdin, out.open("w") as stdout:
+        done = subprocess.run(
+            [sys.executable, "-m", "wa_onboard"], cwd=ROOT, env=env, stdin=stdin, stdout=stdout,
+            stderr=subprocess.PIPE, text=True, timeout=30,
+        )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert out.read_text() == ""
+    lines = done.stderr.splitlines()
+    assert "needs a terminal" in lines[0]
+    assert ("wa-onboard connect --detach" if set_up else "wa-onboard setup --no-tui --user") in lines[1]
