@@ -324,6 +324,8 @@ class RunScreen(WaScreen):
             self.post_message(self.SetupEnded(None, exc))
         else:
             self.post_message(self.SetupEnded(outcome))
+        finally:
+            app.prompter.forget()
 
     def _emit(self, event: PlanEvent) -> None:
         """The core's event sink, called in the worker thread: hand the event to the UI."""
