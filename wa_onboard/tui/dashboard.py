@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Vertical, VerticalScroll
@@ -91,6 +93,9 @@ class DashboardScreen(WaScreen):
         self._set("latency", "-" if status.latency_ms is None else f"{status.latency_ms:.0f} ms")
         self._set("hub", f"JupyterHub {status.hub_version}" if status.hub_version else "-")
         message = self.query_one("#tunnel-message", Static)
+        if status.state is TunnelState.DOWN and self.wa.prompter.take_declined():
+            # the core's hint is for the command line ("--password-stdin"); here, r asks again
+            status = replace(status, hint="you cancelled the login dialog: press r to connect again")
         if status.message or status.hint:
             message.update(
                 Content.assemble(

@@ -35,6 +35,7 @@ class ModalPrompter:
         self._app = app
         self._closed = threading.Event()
         self._passwords = PasswordOnce(self._ask_secret)
+        self._declined = threading.Event()
 
     def _ask(self, question: SecretQuestion | HostKeyQuestion | ConfirmQuestion, refusal: Any) -> Any:
         if self._closed.is_set():
@@ -60,7 +61,17 @@ class ModalPrompter:
 
     def _ask_secret(self, question: SecretQuestion) -> str | None:
         value = self._ask(question, None)
-        return value if isinstance(value, str) else None
+        if not isinstance(value, str):
+            self._declined.set()
+            return None
+        return value
+
+    def take_declined(self) -> bool:
+        """Whether the member cancelled a password or code dialog since the last call: the core's
+        hint then speaks to the command line ("--password-stdin"); the app has a retry key instead."""
+        declined = self._declined.is_set()
+        self._declined.clear()
+        return declined
 
     def forget(self) -> None:
         """A setup run is over: the password it was given is dropped."""
