@@ -276,3 +276,62 @@ def test_uptime_counts_from_since(tmp_path: Path) -> None:
             return shown
 
     assert asyncio.run(scenario()) == ["59s", "2h 01m"]
+
+
+def test_open_with_the_tunnel_down_says_so_and_offers_to_connect(tmp_path: Path) -> None:
+    """`o` said "Go to http://localhost:8000/jupyter/" while nothing listened there."""
+    tunnel = FakeTunnel([status(TunnelState.DOWN, message="not running", pid=None, since=None)])
+    holder: dict[str, Any] = {}
+
+    async def scenario() -> None:
+        app = dashboard_app(tmp_path, tunnel)
+        fake = holder["fake"] = app.backend
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: app.last_status is not None, "the first status")
+            await pilot.press("o")
+            await wait_for(pilot, lambda: screen_name(app) == "ConfirmModal", "the offer to connect")
+            assert "tunnel is down" in str(app.screen.query_one(".dialog-title").render())
+            assert fake.opened == []  # nothing opened on a dead URL
+            await pilot.press("enter")  # yes is the default
+            await wait_for(pilot, lambda: bool(fake.opened), "the browser once the tunnel is up")
+            assert app.last_status is not None and app.last_status.state is TunnelState.UP
+
+    asyncio.run(scenario())
+    assert tunnel.calls[0] == "reconnect"  # (then "detach": the test app leaves)
+    assert holder["fake"].opened == ["http://localhost:8000/jupyter/"]
+
+
+def test_an_unfinished_setup_reopens_the_wizard_where_it_stopped(tmp_path: Path) -> None:
+    """A failed first run left a complete profile: the next start opened the dashboard, not the wizard."""
+    from wa_onboard.core import setup_progress
+
+    setup_progress.record("default", setup_progress.SetupProgress(False, "env", "conda could not create env"))
+    fake = FakeBackend()
+    for step in fake.steps:
+        step.questions = []
+
+    async def scenario() -> None:
+        app = make_app(fake, ProfileStore(tmp_path / "c.toml"), profile=MEMBER)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: screen_name(app) == "WelcomeScreen", "the wizard")
+            notice = str(app.screen.query_one("#welcome-resume").render())
+            assert "did not finish" in notice and "conda could not create env" in notice
+            await pilot.press("enter")  # straight on with the run: the profile is complete
+            await wait_for(pilot, lambda: screen_name(app) == "DoneScreen", "the done screen")
+
+    asyncio.run(scenario())
+    assert fake.setup_runs == 1
+
+
+def test_a_finished_or_unrecorded_setup_opens_the_dashboard(tmp_path: Path) -> None:
+    from wa_onboard.core import setup_progress
+
+    async def first_screen() -> str:
+        app = make_app(FakeBackend(), ProfileStore(tmp_path / "c.toml"), profile=MEMBER)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: screen_name(app) != "Screen", "a screen")
+            return screen_name(app)
+
+    assert asyncio.run(first_screen()) == "DashboardScreen"  # set up before the record existed
+    setup_progress.record("default", setup_progress.SetupProgress(True))
+    assert asyncio.run(first_screen()) == "DashboardScreen"

@@ -10,8 +10,10 @@ from textual.containers import Grid, Vertical, VerticalScroll
 from textual.content import Content
 from textual.widgets import Footer, Label, Static
 
+from wa_onboard.core.prompts import ConfirmQuestion
 from wa_onboard.core.results import TunnelState, TunnelStatus
 from wa_onboard.tui import cli_hint
+from wa_onboard.tui.modals import ConfirmModal
 from wa_onboard.tui.widgets import TitleBar, fmt_uptime
 from wa_onboard.tui.wizard import WaScreen
 
@@ -105,6 +107,9 @@ class DashboardScreen(WaScreen):
         else:
             message.update("")
         self._tick()
+        if self.open_when_up and status.state is TunnelState.UP:
+            self.open_when_up = False
+            self.wa.open_browser(url)
 
     def _tick(self) -> None:
         status = self.wa.last_status
@@ -113,9 +118,30 @@ class DashboardScreen(WaScreen):
         else:
             self._set("uptime", "-")
 
+    open_when_up = False
+    """The member asked for the browser while the tunnel was not up: open it once it is."""
+
     def action_open(self) -> None:
         status = self.wa.last_status
-        self.wa.open_browser(status.url if status and status.url else self.wa.profile.url)
+        url = status.url if status and status.url else self.wa.profile.url
+        if status is not None and status.state is TunnelState.UP:
+            self.wa.open_browser(url)
+        elif status is not None and status.state is TunnelState.DOWN:
+            # the URL leads nowhere while the tunnel is down: say so, and offer to connect
+            question = ConfirmQuestion(
+                "The tunnel is down, so the hub cannot open. Connect now?",
+                f"The hub opens in your browser once the tunnel is up ({url}).",
+                default=True,
+            )
+            self.app.push_screen(ConfirmModal(question), self._connect_answered)
+        else:
+            self.open_when_up = True
+            self.notify("The tunnel is not up yet: the hub opens in your browser once it is.", markup=False)
+
+    def _connect_answered(self, yes: bool | None) -> None:
+        if yes:
+            self.open_when_up = True
+            self.wa.reconnect_tunnel()
 
     def action_reconnect(self) -> None:
         self.wa.reconnect_tunnel()

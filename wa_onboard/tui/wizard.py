@@ -21,6 +21,7 @@ from wa_onboard.core.plan import PlanEvent, StepFinished, StepOutput, StepProgre
 from wa_onboard.core.profile import Profile
 from wa_onboard.core.prompts import server_text
 from wa_onboard.core.results import StepResult, StepStatus
+from wa_onboard.core.setup_progress import SetupProgress
 from wa_onboard.tui import cli_hint
 from wa_onboard.tui.backend import SetupOutcome, StepInfo
 from wa_onboard.tui.widgets import STEP_ICONS, StepRow, TitleBar
@@ -44,12 +45,36 @@ class WaScreen(Screen[Any]):
 
 
 class WelcomeScreen(WaScreen):
-    HELP = "What setup does, and what to have ready. Enter starts."
-    BINDINGS = [Binding("enter", "start", "Start"), Binding("q", "app.quit", "Quit")]
+    HELP = (
+        "What setup does, and what to have ready. Enter starts; after an unfinished setup it goes on "
+        "where it stopped (e edits the settings first)."
+    )
+    BINDINGS = [
+        Binding("enter", "start", "Start"),
+        Binding("e", "edit", "Settings"),
+        Binding("q", "app.quit", "Quit"),
+    ]
+
+    def __init__(self, resume: SetupProgress | None = None) -> None:
+        super().__init__()
+        self.resume = resume
+        """The last setup of this profile did not finish: Enter goes on with it."""
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return self.resume is not None if action == "edit" else True
 
     def compose(self) -> ComposeResult:
         yield TitleBar(self.subtitle())
         with VerticalScroll(id="welcome"):
+            if self.resume is not None:
+                stopped = f": {self.resume.message}" if self.resume.message else ""
+                yield Static(
+                    Content.assemble(
+                        ("Setup did not finish", "bold $text-warning"),
+                        f" last time{stopped}.\nEnter goes on where it stopped (finished steps are skipped).",
+                    ),
+                    id="welcome-resume",
+                )
             yield Static(
                 Content.from_markup("[b]Welcome![/b] This gets you onto the lab's JupyterHub."),
                 id="welcome-title",
@@ -76,14 +101,20 @@ class WelcomeScreen(WaScreen):
                 classes="muted",
             )
             with Center():
-                yield Button("Start", variant="primary", id="start")
+                yield Button("Go on" if self.resume else "Start", variant="primary", id="start")
         yield Footer()
 
     def subtitle(self) -> str:
-        return "setup"
+        return "setup (unfinished)" if self.resume else "setup"
 
     @on(Button.Pressed, "#start")
     def action_start(self) -> None:
+        if self.resume is not None and self.wa.profile.is_complete:
+            self.app.push_screen(RunScreen(self.wa.profile))
+        else:
+            self.action_edit()
+
+    def action_edit(self) -> None:
         self.app.push_screen(ProfileScreen(self.wa.profile))
 
 
