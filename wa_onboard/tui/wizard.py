@@ -469,7 +469,8 @@ class RunScreen(WaScreen):
         self.query_one("#failure-title", Static).update(
             Content.assemble(("✗ ", "bold $text-error"), (title, "bold"))
         )
-        self.query_one("#failure-error", Static).update(error.message)
+        detail = server_text(detail)  # the failing tool's last words
+        self.query_one("#failure-error", Static).update(server_text(error.message))
         self.query_one("#failure-detail", Static).update(detail)
         self.query_one("#failure-detail").set_class(not detail, "hidden")
         hint = self.query_one("#failure-hint", Static)
