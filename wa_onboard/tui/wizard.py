@@ -67,7 +67,7 @@ class WelcomeScreen(WaScreen):
         yield TitleBar(self.subtitle())
         with VerticalScroll(id="welcome"):
             if self.resume is not None:
-                stopped = f": {self.resume.message}" if self.resume.message else ""
+                stopped = f": {server_text(self.resume.message)}" if self.resume.message else ""
                 yield Static(
                     Content.assemble(
                         ("Setup did not finish", "bold $text-warning"),
@@ -239,7 +239,7 @@ class ProfileScreen(WaScreen):
 
 
 class RunScreen(WaScreen):
-    """The setup plan running: a live list of steps, a log of ssh/conda output, progress, and failure."""
+    """The setup plan running: a live list of steps, a log of what they report, progress, and failure."""
 
     HELP = (
         "The setup steps run one after the other; the log shows each step, what it reports (conda's "
@@ -399,7 +399,7 @@ class RunScreen(WaScreen):
         elif isinstance(event, StepProgress):
             self._log_line(event.message, "$foreground-muted")
             self.query_one("#progress").remove_class("hidden")
-            self.query_one("#progress-message", Label).update(event.message)
+            self.query_one("#progress-message", Label).update(Content(server_text(event.message)))
             bar = self.query_one("#progress-bar", ProgressBar)
             bar.update(total=None if event.fraction is None else 100, progress=100 * (event.fraction or 0))
         elif isinstance(event, StepFinished):
