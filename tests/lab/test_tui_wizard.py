@@ -7,6 +7,7 @@ Run (root, provisioned lab):  flock /tmp/wa-lab.lock python3 -m pytest tests/lab
 
 from __future__ import annotations
 
+import itertools
 import os
 import shlex
 import shutil
@@ -25,11 +26,14 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (apt-get install tmux)")
 
 
+PANES = itertools.count()
+
+
 class Pane:
     """One tmux pane on a private server (its own socket), 80x24, running argv."""
 
     def __init__(self, argv: list[str], env: dict[str, str]) -> None:
-        self.socket = f"wa-tui-{os.getpid()}"
+        self.socket = f"wa-tui-{os.getpid()}-{next(PANES)}"  # its own server: panes can overlap
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
         command = f"cd {shlex.quote(str(ROOT))} && env {exports} {shlex.join(argv)}; echo EXIT=$?; sleep 600"
         self._tmux("new-session", "-d", "-x", "80", "-y", "24", "-s", "wa", command)
@@ -184,3 +188,38 @@ def test_the_paramiko_engine_in_the_app_asks_the_password_once(
     assert "Verification code" in answered
     pane.keys("q")
     pane.wait_for("EXIT=0", timeout=60)
+
+
+def test_a_cancelled_first_run_says_how_to_resume_and_the_next_start_resumes_it(
+    lab: Lab, member: Member, laptop_home: Path, pane_factory: PaneFactory
+) -> None:
+    """Cancel the password dialog: the app's hint is its retry key; quitting prints the failure and
+    the command to resume and exits 1; the next ``wa-onboard`` reopens the wizard, not the dashboard."""
+    pane, config, _ = start_wizard(lab, member, laptop_home, pane_factory)
+    while True:
+        seen = pane.wait_for("New host", "Your consent", "Campus password", timeout=120)
+        if seen == "Campus password":
+            break
+        pane.keys("t" if seen == "New host" else "y")
+        pane.wait_gone(seen)
+    pane.keys("Escape")
+    pane.wait_for("Failed:", timeout=60)
+    assert "press r to be asked again" in pane.screen()
+    assert "password-stdin" not in pane.screen()
+    pane.keys("q")
+    pane.wait_for("EXIT=", timeout=60)
+    after = pane.screen()
+    assert "EXIT=1" in after, after
+    assert "wa-onboard: Failed:" in after and "go on where it stopped with: wa-onboard setup" in after
+
+    env = {
+        "HOME": str(laptop_home),
+        "BROWSER": "true",
+        "TERM": "xterm-256color",
+        "WA_ONBOARD_CONFIG": str(config),
+    }
+    again = pane_factory(lab.laptop_cmd([sys.executable, "-m", "wa_onboard"]), env)
+    again.wait_for("Setup did not finish", "○ down", timeout=30)
+    assert "Setup did not finish" in again.screen(), again.screen()
+    again.keys("Enter")
+    assert answer_until_done(again, member).count("Campus password") == 1
