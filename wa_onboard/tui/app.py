@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from textual import work
@@ -17,10 +18,12 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.worker import Worker, WorkerState
 
+from wa_onboard.core import setup_progress
 from wa_onboard.core.errors import WaError
 from wa_onboard.core.profile import DEFAULT_PROFILE, Profile, ProfileStore
 from wa_onboard.core.prompts import HostKeyQuestion, SecretQuestion
 from wa_onboard.core.results import TunnelState, TunnelStatus
+from wa_onboard.core.setup_progress import SetupProgress
 from wa_onboard.tui.backend import Backend, TunnelSession
 from wa_onboard.tui.modals import (
     ConfirmModal,
@@ -51,11 +54,11 @@ class WaApp(App[int]):
     """wa-onboard's app: the setup wizard, the tunnel dashboard and the diagnostics screen."""
 
     TITLE = "wa-onboard"
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses live elsewhere
     ENABLE_COMMAND_PALETTE = False
     BINDINGS = [
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
-        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
+        Binding("ctrl+c", "interrupt", "Quit", show=False, priority=True),
         Binding("question_mark,f1", "help", "Help", tooltip="this help"),
         Binding("ctrl+t", "toggle_theme", "Theme", show=False, tooltip="light / dark theme"),
     ]
@@ -84,21 +87,27 @@ class WaApp(App[int]):
         self.last_status: TunnelStatus | None = None
         self.watching = False
         self.exit_code = 0
+        """1 while a setup failure is on screen: quitting then exits 1."""
+        self.farewell: list[str] = []
+        """Printed after the app has left the terminal (a failed setup's line and how to resume)."""
+        self._interrupted = False
         self._cancels: list[threading.Event] = []
         self._quitting = False
 
     # -- screens -------------------------------------------------------------------------------
 
     def on_mount(self) -> None:
-        if self.profile.is_complete and not self.force_wizard:
+        # a complete profile whose setup never finished (a failed or killed first run) is not set up
+        resume = setup_progress.unfinished(self.profile_name) if self.profile.is_complete else None
+        if self.profile.is_complete and not self.force_wizard and resume is None:
             self.show_dashboard()
         else:
-            self.start_wizard()
+            self.start_wizard(resume)
 
-    def start_wizard(self) -> None:
+    def start_wizard(self, resume: SetupProgress | None = None) -> None:
         from wa_onboard.tui.wizard import WelcomeScreen
 
-        self._replace_stack(WelcomeScreen())
+        self._replace_stack(WelcomeScreen(resume))
 
     def show_dashboard(self) -> None:
         from wa_onboard.tui.dashboard import DashboardScreen
@@ -229,6 +238,7 @@ class WaApp(App[int]):
                 if active.node is not node or not active.enabled or not binding.description or binding.system:
                     continue
                 action = binding.action.removeprefix("app.")
+                action = "quit" if action == "interrupt" else action  # one line: both leave
                 if action.rsplit(".", 1)[-1] in ("focus_next", "focus_previous", "copy_text"):
                     continue
                 by_action.setdefault(action, ([], binding.tooltip or binding.description))[0].append(
@@ -255,6 +265,11 @@ class WaApp(App[int]):
     async def action_quit(self) -> None:
         self.request_quit()
 
+    async def action_interrupt(self) -> None:
+        """Ctrl-C: leave as ``q`` does, but exit 130 as an interrupted command does."""
+        self._interrupted = True
+        self.request_quit()
+
     def request_quit(self) -> None:
         """Leave; with a live tunnel, first ask whether it keeps running in the background."""
         if self._quitting:
@@ -278,6 +293,8 @@ class WaApp(App[int]):
     def _quit_answered(self, choice: QuitChoice | None) -> None:
         if choice is not None:
             self._finish(choice)
+        else:  # stayed: a later plain quit is not an interruption
+            self._interrupted = False
 
     @work(thread=True, group="quit", exit_on_error=False)
     def _finish(self, choice: QuitChoice = "keep") -> None:
@@ -293,7 +310,7 @@ class WaApp(App[int]):
                 else:
                     session.stop()
         finally:
-            self.call_from_thread(self.exit, self.exit_code)
+            self.call_from_thread(self.exit, 130 if self._interrupted else self.exit_code)
 
 
 def make_app(

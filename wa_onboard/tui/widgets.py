@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.content import Content
 from textual.widgets import Label, Static
 
+from wa_onboard.core.prompts import server_text
 from wa_onboard.core.results import CheckResult, CheckStatus, StepStatus
 
 STEP_ICONS = {
@@ -23,6 +26,19 @@ CHECK_STYLES = {
     CheckStatus.FAIL: "$text-error",
     CheckStatus.SKIP: "$foreground-muted",
 }
+
+
+def widget_id(prefix: str, key: str) -> str:
+    """A valid, unique Textual id for a core id: check and step ids have dots ("local.profile").
+
+    Letters, digits and "-" are kept; every other byte becomes "_xx" (its hex), so two keys never
+    share an id and the common case stays readable.
+    """
+    safe = "".join(
+        chr(byte) if chr(byte).isascii() and (chr(byte).isalnum() or chr(byte) == "-") else f"_{byte:02x}"
+        for byte in key.encode()
+    )
+    return f"{prefix}-{safe}"
 
 
 def fmt_seconds(seconds: float) -> str:
@@ -48,7 +64,7 @@ class StepRow(Horizontal):
     """One setup step: icon, title (with the summary once finished), and its time."""
 
     def __init__(self, step_id: str, title: str) -> None:
-        super().__init__(id=f"step-{step_id}", classes="step-row -pending")
+        super().__init__(id=widget_id("step", step_id), classes="step-row -pending")
         self.step_id = step_id
         self.title = title
         self.status = StepStatus.PENDING
@@ -67,6 +83,7 @@ class StepRow(Horizontal):
         self.status = status
         self.add_class(f"-{status.value}")
         self._icon.update(STEP_ICONS[status])
+        summary = server_text(summary).replace("\n", " ")  # a tool's words, on one line
         self._title.update(
             Content.assemble(self.title, (f"  {summary}" if summary else "", "$foreground-muted"))
         )
@@ -77,11 +94,12 @@ class CheckRow(Static):
     """One doctor check: icon, summary, time; the detail and the fix under a warning or failure."""
 
     def __init__(self, result: CheckResult) -> None:
-        super().__init__(classes=f"check-row -{result.status.value}", id=f"check-{result.id}")
+        super().__init__(classes=f"check-row -{result.status.value}", id=widget_id("check", result.id))
         self.result = result
 
     def on_mount(self) -> None:
         r = self.result
+        r = replace(r, summary=server_text(r.summary), detail=server_text(r.detail), hint=server_text(r.hint))
         parts: list[str | tuple[str, str]] = [(f"{CHECK_ICONS[r.status]} ", f"bold {CHECK_STYLES[r.status]}")]
         parts.append((r.summary, "$foreground-muted") if r.status is CheckStatus.SKIP else r.summary)
         if r.duration_ms and r.status is not CheckStatus.SKIP:
