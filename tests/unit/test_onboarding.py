@@ -509,24 +509,31 @@ def test_no_prompter_means_no_removal(ws: Workstation) -> None:
     assert half.exists()
 
 
+_FINISHED = {"prefix": "/e/wa", "python_version": "3.11.9", "ipykernel": "6.29.5", "finished": True}
+
+
 @pytest.mark.parametrize(
     ("facts", "action", "remove"),
     [
-        ({"creator": "running"}, "wait", ()),
-        (
-            {"prefix": "/e/wa", "python_version": "3.11.9", "finished": True, "leftovers": ("/e/wa",)},
-            "clear",
-            (),
+        pytest.param(
+            {"creator": "running", **_FINISHED, "leftovers": ("/e/wa",)}, "wait", (), id="ours runs"
         ),
-        (
-            {"prefix": "/e/wa", "python_version": "3.11.9", "finished": False, "leftovers": ("/e/wa",)},
-            "remove",
-            ("/e/wa",),
+        pytest.param({**_FINISHED, "leftovers": ("/e/wa",)}, "clear", (), id="finished: kept"),
+        pytest.param(
+            {**_FINISHED, "creator": "elsewhere", "leftovers": ("/e/wa",)}, "clear", (), id="kept too"
         ),
-        ({"prefix": "/e/wa", "leftovers": ("/e/wa",)}, "remove", ("/e/wa",)),
-        ({"leftovers": ()}, "clear", ()),
-        ({"creator": "elsewhere", "leftovers": ("/e/wa",)}, "remove", ("/e/wa",)),
-        ({"leftovers": ("/not/in/marker",)}, "clear", ()),
+        pytest.param(
+            {**_FINISHED, "finished": False, "leftovers": ("/e/wa",)}, "remove", ("/e/wa",), id="no history"
+        ),
+        pytest.param(
+            {**_FINISHED, "ipykernel": "", "leftovers": ("/e/wa",)}, "remove", ("/e/wa",), id="no ipykernel"
+        ),
+        pytest.param({"prefix": "/e/wa", "leftovers": ("/e/wa",)}, "remove", ("/e/wa",), id="no python"),
+        pytest.param({"leftovers": ()}, "clear", (), id="nothing made"),
+        pytest.param(
+            {"creator": "elsewhere", "leftovers": ("/e/wa",)}, "remove", ("/e/wa",), id="half, elsewhere"
+        ),
+        pytest.param({"leftovers": ("/not/in/marker",)}, "clear", (), id="not ours"),
     ],
 )
 def test_unfinished_decision(facts: dict[str, object], action: str, remove: tuple[str, ...]) -> None:

@@ -440,10 +440,14 @@ class Unfinished:
 
 def unfinished_action(state: EnvState) -> Unfinished:
     """Decide from facts alone: a finished, healthy env is kept; only folders the marker says we were
-    making, that exist and are not that env, are offered for removal; our running conda is waited for."""
+    making, that exist and are not that env, are offered for removal; our running conda is waited for.
+
+    Finished means conda's history file is there and the env's python runs and imports ipykernel: the
+    real conda touches the history when a transaction starts, but links ipykernel (which needs most of
+    the rest) near its end, and rolls a failed create back."""
     if state.creator == "running":
         return Unfinished("wait")
-    keep = state.prefix if state.healthy and state.finished else ""
+    keep = state.prefix if state.healthy and state.finished and state.ipykernel else ""
     remove = tuple(p for p in state.leftovers if p != keep and p in state.unfinished)
     return Unfinished("remove", remove) if remove else Unfinished("clear")
 
