@@ -256,10 +256,8 @@ def test_login_shell_that_is_not_bash(lab: Lab, setup: Setup) -> None:
         lab.remove_member(m)
 
 
-def test_ctrl_c_during_create_a_second_setup_and_the_rerun(
-    lab: Lab, member: Member, laptop_env: dict[str, str], setup: Setup
-) -> None:
-    lab.set_conda_fault("slow", slow_seconds=4)
+def setup_until_conda_runs(lab: Lab, member: Member, laptop_env: dict[str, str]) -> subprocess.Popen[str]:
+    """A first setup on the laptop, returned once the workstation's `conda create` is running."""
     argv = setup_argv(lab, member, "--yes", "--password-stdin")
     first = lab.laptop_popen(argv, env=laptop_env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)  # fmt: skip
@@ -271,9 +269,15 @@ def test_ctrl_c_during_create_a_second_setup_and_the_rerun(
     for line in first.stdout:
         seen.append(line)
         if "Collecting package metadata" in line:  # conda create is running
-            break
-    else:
-        raise AssertionError("".join(seen))
+            return first
+    raise AssertionError("".join(seen))
+
+
+def test_ctrl_c_during_create_a_second_setup_and_the_rerun(
+    lab: Lab, member: Member, laptop_env: dict[str, str], setup: Setup
+) -> None:
+    lab.set_conda_fault("slow", slow_seconds=4)
+    first = setup_until_conda_runs(lab, member, laptop_env)
 
     second = setup(member, stdin=member.password + "\n", timeout=60)
     assert second.returncode == 1
@@ -301,20 +305,7 @@ def test_wifi_gone_during_create_keeps_the_env_conda_finished_and_foreign_proces
     record's pid is taken by another of the member's processes (pids are reused; homes are shared). The
     rerun must keep that env (same inode), register WA, and leave the other process alone."""
     lab.set_conda_fault("slow", slow_seconds=2)
-    argv = setup_argv(lab, member, "--yes", "--password-stdin")
-    first = lab.laptop_popen(argv, env=laptop_env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)  # fmt: skip
-    assert first.stdin and first.stdout
-    first.stdin.write(member.password + "\n")
-    first.stdin.close()
-    first.stdin = None
-    seen = []
-    for line in first.stdout:
-        seen.append(line)
-        if "Collecting package metadata" in line:
-            break
-    else:
-        raise AssertionError("".join(seen))
+    first = setup_until_conda_runs(lab, member, laptop_env)
     state = member.home / ".local/state/wa-onboard"
     record = state / "conda-create-wa.pid"
     conda_pid = int(record.read_text().split()[0])

@@ -55,6 +55,11 @@ def context(ws: Workstation, profile: Profile | None = None, **kw: object) -> St
     return ctx
 
 
+def fake_conda(ws: Workstation) -> cs.CondaLocation:
+    """Where FindConda finds the fake workstation's conda."""
+    return cs.CondaLocation("path", str(ws.conda_bin / "conda"), envs_dirs=(str(ws.home / ".conda/envs"),))
+
+
 def through_conda(ctx: StepContext) -> None:
     result = run_step(ob.FindConda(), ctx)
     assert result.status is StepStatus.DONE, result
@@ -278,7 +283,7 @@ def test_conda_create_failure_shows_condas_line_and_removes_only_its_own_half_en
 
 def test_a_failed_create_never_removes_an_env_it_did_not_make(ws: Workstation) -> None:
     """A folder that was there before the run (and not ours) is left alone even when conda fails."""
-    loc = cs.CondaLocation("path", str(ws.conda_bin / "conda"), envs_dirs=(str(ws.home / ".conda/envs"),))
+    loc = fake_conda(ws)
     existing = ws.env_prefix("wa")
     existing.mkdir(parents=True)
     (existing / "precious").write_text("x")
@@ -359,7 +364,7 @@ def finished_env(ws: Workstation) -> tuple[Path, int]:
 
 
 def env_status(ws: Workstation) -> cs.EnvState:
-    loc = cs.CondaLocation("path", str(ws.conda_bin / "conda"), envs_dirs=(str(ws.home / ".conda/envs"),))
+    loc = fake_conda(ws)
     result = ws.shell().run(cs.env_status_script(loc, "wa"))
     assert result.ok, result
     return cs.parse_env_status(cs.parse(result.stdout), loc, "wa")
@@ -421,20 +426,23 @@ def test_cleanup_signals_only_a_process_that_matches_the_whole_record(
     assert foreign_sleep.wait(timeout=10) is not None
 
 
-def test_the_create_script_records_host_start_time_and_command_line(ws: Workstation) -> None:
-    ws.set_fault("slow:6")
-    loc = cs.CondaLocation("path", str(ws.conda_bin / "conda"), envs_dirs=(str(ws.home / ".conda/envs"),))
+def start_create(ws: Workstation) -> tuple[threading.Thread, list[RemoteResult], list[str]]:
+    """Run the create script in a thread; return once conda runs and its record is written."""
     results: list[RemoteResult] = []
-    runner = threading.Thread(
-        target=lambda: results.append(ws.shell().run(cs.create_env_script(loc, "wa", "3.11")))
-    )
+    script = cs.create_env_script(fake_conda(ws), "wa", "3.11")
+    runner = threading.Thread(target=lambda: results.append(ws.shell().run(script)))
     runner.start()
     record_file = state_dir(ws) / "conda-create-wa.pid"
     for _ in range(200):
         if record_file.exists() and len(record_file.read_text().splitlines()) > 4:
             break
         time.sleep(0.05)
-    lines = record_file.read_text().splitlines()
+    return runner, results, record_file.read_text().splitlines()
+
+
+def test_the_create_script_records_host_start_time_and_command_line(ws: Workstation) -> None:
+    ws.set_fault("slow:6")
+    runner, results, lines = start_create(ws)
     pid = int(lines[0])
     assert lines == proc_record(
         pid, argv=[str(ws.conda_bin / "conda"), "create", "-y", "-n", "wa", "python=3.11", "ipykernel"]
@@ -450,15 +458,8 @@ def test_a_conda_still_running_is_waited_for_then_its_env_kept(ws: Workstation) 
     """The script died (its shell killed, as when the session went) while conda runs on: the next run
     waits for that conda instead of killing it, and keeps what it made."""
     ws.set_fault("slow:12")
-    loc = cs.CondaLocation("path", str(ws.conda_bin / "conda"), envs_dirs=(str(ws.home / ".conda/envs"),))
-    first = threading.Thread(target=lambda: ws.shell().run(cs.create_env_script(loc, "wa", "3.11")))
-    first.start()
-    record_file = state_dir(ws) / "conda-create-wa.pid"
-    for _ in range(200):
-        if record_file.exists() and len(record_file.read_text().splitlines()) > 4:
-            break
-        time.sleep(0.05)
-    conda_pid = int(record_file.read_text().split()[0])
+    first, _, lines = start_create(ws)
+    conda_pid = int(lines[0])
     script_shell = int(re.findall(r"^PPid:\s+(\d+)", Path(f"/proc/{conda_pid}/status").read_text(), re.M)[0])
     os.kill(script_shell, signal.SIGKILL)  # the script dies; conda, in its own session, does not
     assert (state_dir(ws) / "conda-create-wa").exists()

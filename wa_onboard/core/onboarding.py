@@ -137,10 +137,6 @@ def run_script(
     return result, cs.parse(result.stdout)
 
 
-def _changed(ctx: StepContext) -> None:
-    ctx.state["changed"] = True
-
-
 def _wa_command(ctx: StepContext, args: str) -> str:
     """``wa-onboard [--profile NAME] ARGS`` for this run's profile, for hints."""
     name = _options(ctx).profile_name
@@ -379,6 +375,24 @@ def _healthy_env(ctx: StepContext) -> cs.EnvState:
     return state
 
 
+def _consent_to_delete(
+    ctx: StepContext, title: str, why: str, folders: Sequence[str], *, refused: str, fix: str
+) -> None:
+    """Ask before deleting env folders: a destructive question, which ``--yes`` never answers."""
+    where = ", ".join(folders)
+    question = ConfirmQuestion(
+        title,
+        f"{why} Deleting removes {where} and everything in it, then creates the env again with "
+        f"python={ctx.profile.python} and ipykernel.",
+        default=False,
+        destructive=True,
+    )
+    if not ctx.prompter.confirm(question):
+        raise StepError(
+            f"{refused} (no consent)", f"answer yes when asked (--yes never answers this), or {fix}", where
+        )
+
+
 class CreateEnv(Step):
     id = "env"
     title = "Create your conda env"
@@ -407,7 +421,6 @@ class CreateEnv(Step):
             notes.append(f"removed the broken env at {state.prefix}")
         notes.extend(self._check_space(ctx, loc))
         self._create(ctx, loc)
-        _changed(ctx)
         state = env_state(ctx)
         seconds = ctx.state.get("conda_seconds")
         took = f" in {seconds:.1f} s of conda" if seconds is not None else ""
@@ -471,22 +484,16 @@ class CreateEnv(Step):
             )
         elif state.creator == "unknown":
             caution = " Whether that run's conda still runs cannot be told: answer no if a setup is running."
-        question = ConfirmQuestion(
+        _consent_to_delete(
+            ctx,
             f"Remove the half-made env {state.name}?",
-            f"An earlier setup was interrupted while conda was creating {where}, and it did not finish. "
-            f"Removing deletes {where} and everything in it, then creates the env again with "
-            f"python={ctx.profile.python} and ipykernel.{caution}",
-            default=False,
-            destructive=True,
+            f"An earlier setup was interrupted while conda was creating {where}, and it did not "
+            f"finish.{caution}",
+            folders,
+            refused=f"the env {state.name} at {where} is half-made (an interrupted setup); not removed",
+            fix=f"remove it yourself on the workstation: rm -rf {' '.join(quote(f) for f in folders)}; "
+            "then run setup again",
         )
-        if not ctx.prompter.confirm(question):
-            raise StepError(
-                f"the env {state.name} at {where} is half-made (an interrupted setup); "
-                "not removed (no consent)",
-                "answer yes when asked (--yes never answers this), or remove it yourself on the workstation: "
-                f"rm -rf {' '.join(quote(f) for f in folders)}; then run setup again",
-                where,
-            )
 
     @staticmethod
     def _rebuild_consent(ctx: StepContext, state: cs.EnvState, loc: cs.CondaLocation) -> None:
@@ -495,7 +502,7 @@ class CreateEnv(Step):
             raise StepError(
                 why + " (it is outside conda's envs folders, so setup does not delete it)",
                 f"remove it yourself on the workstation (conda env remove -p {quote(state.prefix)}), or use "
-                "another env name: wa-onboard setup --env NAME",
+                f"another env name: {_wa_command(ctx, 'setup --env NAME')}",
                 state.prefix,
             )
         if not ctx.repair:
@@ -505,20 +512,14 @@ class CreateEnv(Step):
                 "in it is removed)",
                 state.prefix,
             )
-        question = ConfirmQuestion(
+        _consent_to_delete(
+            ctx,
             f"Delete and rebuild the env {state.name}?",
-            f"{why}. Rebuilding deletes {state.prefix} and everything in it, then creates it again "
-            f"with python={ctx.profile.python} and ipykernel.",
-            default=False,
-            destructive=True,
+            f"{why}.",
+            [state.prefix],
+            refused=why + "; not rebuilt",
+            fix=f"remove it yourself: conda env remove -n {state.name}",
         )
-        if not ctx.prompter.confirm(question):
-            raise StepError(
-                why + "; not rebuilt (no consent)",
-                "answer yes when asked (--yes never answers this), or remove it yourself: "
-                f"conda env remove -n {state.name}",
-                state.prefix,
-            )
 
     @staticmethod
     def _check_space(ctx: StepContext, loc: cs.CondaLocation) -> list[str]:
@@ -584,7 +585,6 @@ class EnsureIpykernel(Step):
             raise StepError(
                 f"conda install ipykernel failed: {failure.line}", failure.hint, _tail(result.stdout)
             )
-        _changed(ctx)
         return f"installed ipykernel {env_state(ctx).ipykernel}"
 
     def verify(self, ctx: StepContext) -> None:
@@ -629,7 +629,6 @@ class RegisterKernel(Step):
                 "check your home directory's quota and permissions on the workstation",
                 _tail(result.stdout + result.stderr),
             )
-        _changed(ctx)
         fixed = f" (was: {before.problem(profile.display_name)})" if before.exists else ""
         return f"registered {profile.kernel_name} ({profile.display_name!r}) -> {env.python}{fixed}"
 
