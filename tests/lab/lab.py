@@ -761,6 +761,15 @@ class Lab:
             comm = f"sshd-walab-{host}"[:15]
             _kill_pids([p for p in _ns_pids(NAMESPACES[host]) if _comm(p) == comm])
 
+    def end_sessions(self, host: str, member: Member) -> None:
+        """End the member's ssh sessions on "jump" or "ws", as sshd does when ClientAliveInterval gives up
+        on a client that vanished (the lab's sshd sets none, so a cut link alone leaves them open)."""
+        self._check_host(host)
+        ours = [
+            p for p in _ns_pids(NAMESPACES[host]) if _comm(p).startswith("sshd") and _uid(p) == member.uid
+        ]
+        _kill_pids(ours)
+
     def sshd_log(self, host: str) -> str:
         """What the sshd of "jump" or "ws" logged so far."""
         self._check_host(host)

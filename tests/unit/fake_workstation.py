@@ -32,6 +32,9 @@ def envs():
     for d in envs_dirs:
         if os.path.isdir(d):
             found += [os.path.join(d, n) for n in sorted(os.listdir(d)) if os.path.isdir(os.path.join(d, n, "conda-meta"))]
+    registry = os.path.join(home, ".conda", "environments.txt")  # conda lists these too, wherever they are
+    if os.path.exists(registry):
+        found += [p for p in open(registry).read().split() if p not in found and os.path.isdir(os.path.join(p, "conda-meta"))]
     return found
 
 def name_arg():
@@ -85,14 +88,15 @@ elif args[:1] == ["create"]:
     if fault == "quota":
         print("OSError: [Errno 122] Disk quota exceeded: '%s/lib/libpython3.11.so'" % prefix, file=sys.stderr)
         sys.exit(1)
-    if fault == "slow":
-        for i in range(60):
+    if fault.startswith("slow"):  # "slow" or "slow:N" (N half-second stages)
+        for i in range(int(fault.partition(":")[2] or 60)):
             print("extracting %d" % i); sys.stdout.flush(); time.sleep(0.5)
     subprocess.check_call([sys.executable, "-m", "venv", "--without-pip", prefix])
     add_ipykernel(prefix)
+    open(os.path.join(prefix, "conda-meta", "history"), "a").write("==> create <==\n")
     print("done")
 elif args[:1] == ["install"]:
-    add_ipykernel(os.path.join(envs_dirs[0], name_arg()))
+    add_ipykernel(args[args.index("-p") + 1] if "-p" in args else os.path.join(envs_dirs[0], name_arg()))
     print("Executing transaction: done")
 else:
     print("CondaValueError: unsupported by the fake: %s" % " ".join(args), file=sys.stderr)

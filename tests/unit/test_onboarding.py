@@ -3,11 +3,16 @@ conda (tests/unit/fake_workstation.py). The scripts, their parsing, and each ste
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
 import shutil
+import signal
+import subprocess
 import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +24,7 @@ from wa_onboard.core.errors import Cancelled
 from wa_onboard.core.plan import PlanEvent, StepContext, StepError, StepOutput, plan_succeeded, run_step
 from wa_onboard.core.profile import Profile
 from wa_onboard.core.prompts import ConfirmQuestion, HostKeyQuestion, NoPrompter, SecretQuestion
+from wa_onboard.core.remote import RemoteResult
 from wa_onboard.core.results import StepStatus
 
 
@@ -49,9 +55,14 @@ def context(ws: Workstation, profile: Profile | None = None, **kw: object) -> St
     return ctx
 
 
+def fake_conda(ws: Workstation) -> cs.CondaLocation:
+    """Where FindConda finds the fake workstation's conda."""
+    return cs.CondaLocation("path", str(ws.conda_bin / "conda"), envs_dirs=(str(ws.home / ".conda/envs"),))
+
+
 def through_conda(ctx: StepContext) -> None:
     result = run_step(ob.FindConda(), ctx)
-    assert result.status is StepStatus.SKIPPED, result
+    assert result.status is StepStatus.DONE, result
 
 
 # ------------------------------------------------------------------------------------------ parsing
@@ -111,7 +122,7 @@ def test_conda_from_the_profiles_module_even_with_a_chatty_login(ws: Workstation
     )
     ctx = context(ws)
     result = run_step(ob.FindConda(), ctx)
-    assert result.summary == f"already done: conda 24.9.2 from module anaconda; base {ws.conda_root}"
+    assert result.summary == f"conda 24.9.2 from module anaconda; base {ws.conda_root}"
 
 
 def test_a_differently_named_module_is_found_and_named(ws: Workstation) -> None:
@@ -159,7 +170,8 @@ def test_fresh_env_kernel_and_a_rerun_that_touches_nothing(ws: Workstation) -> N
     events: list[PlanEvent] = []
     ctx = context(ws, emit=events.append)
     S, D = StepStatus.SKIPPED, StepStatus.DONE
-    assert conda_steps(ctx) == [S, D, S, D, D]  # ipykernel came with the env
+    assert conda_steps(ctx) == [D, D, S, D, D]  # ipykernel came with the env
+    assert ctx.state["ipykernel_summary"] == "ipykernel 6.29.5 came with the env this run created"
     prefix = ws.env_prefix("wa")
     spec = json.loads((ws.home / ".local/share/jupyter/kernels/wa/kernel.json").read_text())
     assert spec["argv"][0] == str(prefix / "bin" / "python") and spec["display_name"] == "WA"
@@ -173,7 +185,7 @@ def test_fresh_env_kernel_and_a_rerun_that_touches_nothing(ws: Workstation) -> N
     before = os.stat(prefix / "bin" / "python", follow_symlinks=False).st_mtime_ns
 
     again = context(ws)
-    assert conda_steps(again) == [StepStatus.SKIPPED] * 5
+    assert conda_steps(again) == [D, S, S, S, D]  # finding conda and checking the kernel are checks
     assert [c for c in ws.calls() if c.startswith("create")] == creates  # never recreated
     assert os.stat(prefix / "bin" / "python", follow_symlinks=False).st_mtime_ns == before
 
@@ -184,7 +196,7 @@ def test_missing_ipykernel_is_installed(ws: Workstation) -> None:
     site = next(ws.env_prefix("wa").glob("lib/python3*/site-packages/ipykernel"))
     shutil.rmtree(site)
     statuses = conda_steps(context(ws))
-    assert statuses[2] is StepStatus.DONE and "install -y -n wa ipykernel" in ws.calls()
+    assert statuses[2] is StepStatus.DONE and f"install -y -p {ws.env_prefix('wa')} ipykernel" in ws.calls()
 
 
 def test_kernel_pointing_at_a_deleted_env_is_fixed(ws: Workstation) -> None:
@@ -271,7 +283,7 @@ def test_conda_create_failure_shows_condas_line_and_removes_only_its_own_half_en
 
 def test_a_failed_create_never_removes_an_env_it_did_not_make(ws: Workstation) -> None:
     """A folder that was there before the run (and not ours) is left alone even when conda fails."""
-    loc = cs.CondaLocation("path", str(ws.conda_bin / "conda"), envs_dirs=(str(ws.home / ".conda/envs"),))
+    loc = fake_conda(ws)
     existing = ws.env_prefix("wa")
     existing.mkdir(parents=True)
     (existing / "precious").write_text("x")
@@ -298,18 +310,322 @@ def test_cancel_during_create_stops_cleanly_and_a_rerun_finishes(ws: Workstation
     assert conda_steps(context(ws))[1] is StepStatus.DONE
 
 
-def test_an_interrupted_create_left_behind_is_cleaned_by_the_next_run(ws: Workstation) -> None:
-    """The connection died before our cleanup could run: the marker says the half env is ours."""
+# ------------------------------------------------------------------------------------------ an interrupted create
+# The connection dropped during `conda create`: the remote script died before removing its marker and
+# record, while conda (in its own session) may have finished, may still run, or may have died half-way.
+
+
+def state_dir(ws: Workstation) -> Path:
+    return ws.home / ".local/state/wa-onboard"
+
+
+def leave_marker(
+    ws: Workstation, record: list[str] | None = None, prefixes: list[Path] | None = None
+) -> None:
+    """What a create script that died leaves: the marker (folders it may create) and the process record."""
+    state_dir(ws).mkdir(parents=True, exist_ok=True)
+    listed = prefixes if prefixes is not None else [ws.env_prefix("wa")]
+    (state_dir(ws) / "conda-create-wa").write_text("".join(f"{p}\n" for p in listed))
+    if record is not None:
+        (state_dir(ws) / "conda-create-wa.pid").write_text("".join(f"{line}\n" for line in record))
+
+
+def proc_record(
+    pid: int, *, host: str | None = None, start_shift: int = 0, argv: list[str] | None = None
+) -> list[str]:
+    """A record as create_env_script writes it, for pid (optionally with a wrong host or start time)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    start = int(stat.rsplit(")", 1)[1].split()[19]) + start_shift
+    boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    conda_argv = (
+        argv if argv is not None else ["/x/bin/conda", "create", "-y", "-n", "wa", "python=3.11", "ipykernel"]
+    )
+    return [str(pid), host or os.uname().nodename, boot, str(start), *conda_argv]
+
+
+@pytest.fixture
+def foreign_sleep() -> Iterator[subprocess.Popen[bytes]]:
+    """Another process of the member's (a training run, say) in its own session, as a reused pid would be."""
+    proc = subprocess.Popen(["setsid", "sleep", "300"])
+    for _ in range(100):
+        if Path(f"/proc/{proc.pid}/cmdline").read_bytes().startswith(b"sleep"):
+            break
+        time.sleep(0.02)
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def finished_env(ws: Workstation) -> tuple[Path, int]:
+    conda_steps(context(ws))
+    prefix = ws.env_prefix("wa")
+    (prefix / "my-notes.txt").write_text("the member's own file")
+    return prefix, prefix.stat().st_ino
+
+
+def env_status(ws: Workstation) -> cs.EnvState:
+    loc = fake_conda(ws)
+    result = ws.shell().run(cs.env_status_script(loc, "wa"))
+    assert result.ok, result
+    return cs.parse_env_status(cs.parse(result.stdout), loc, "wa")
+
+
+@pytest.mark.parametrize(
+    ("how", "creator"),
+    [
+        ("reused pid, other start time", "gone"),
+        ("reused pid, same start time, other command", "gone"),
+        ("another campus machine", "elsewhere"),
+        ("a record from before records had start times", "unknown"),
+    ],
+)
+def test_a_finished_env_is_kept_and_a_foreign_process_is_never_signalled(
+    ws: Workstation, foreign_sleep: subprocess.Popen[bytes], how: str, creator: str
+) -> None:
+    """The reviewer's reproduction: a healthy env plus a user file, a stale marker and a record whose pid is
+    now an unrelated `setsid sleep`. Before the fix setup killed the sleep and recreated the env."""
+    prefix, inode = finished_env(ws)
+    pid = foreign_sleep.pid
+    record = {
+        "reused pid, other start time": proc_record(pid, start_shift=-7),
+        "reused pid, same start time, other command": proc_record(pid),
+        "another campus machine": proc_record(pid, host="carproject-07"),
+        "a record from before records had start times": [str(pid)],
+    }[how]
+    leave_marker(ws, record)
+    assert env_status(ws).creator == creator
+    prompter = Answers(confirm=True)
+    ctx = context(ws, prompter=prompter)
+    through_conda(ctx)
+    result = run_step(ob.CreateEnv(), ctx)
+    assert result.status is StepStatus.DONE, result
+    assert "kept the env an interrupted run's conda finished" in result.summary
+    assert prompter.asked == []  # nothing to remove, nothing to ask
+    assert foreign_sleep.poll() is None, "a process setup did not start was signalled"
+    assert prefix.stat().st_ino == inode and (prefix / "my-notes.txt").exists()
+    assert not any(state_dir(ws).iterdir())  # marker, record and log gone
+    assert [c for c in ws.calls() if c.startswith("create")] == ["create -y -n wa python=3.11 ipykernel"]
+
+
+def test_cleanup_signals_only_a_process_that_matches_the_whole_record(
+    ws: Workstation, foreign_sleep: subprocess.Popen[bytes]
+) -> None:
+    """The Ctrl-C cleanup (and the consented removal) stop the recorded conda only: a record whose host,
+    start time and pid match a process whose command line is not that conda leaves it alone."""
     half = ws.env_prefix("wa")
     (half / "conda-meta").mkdir(parents=True)
-    state = ws.home / ".local/state/wa-onboard"
-    state.mkdir(parents=True)
-    (state / "conda-create-wa").write_text(f"{half}\n")
+    leave_marker(ws, proc_record(foreign_sleep.pid))
+    out = cs.parse(ws.shell().run(cs.cleanup_unfinished_script("wa")).stdout)
+    assert out.first("not-stopped") == "gone" and not out.has("stopped")
+    assert foreign_sleep.poll() is None and not half.exists()
+    # the same record with the sleep's own command line is a match: that one is stopped
+    leave_marker(ws, proc_record(foreign_sleep.pid, argv=["sleep", "300"]))
+    assert env_status(ws).creator == "running"
+    out = cs.parse(ws.shell().run(cs.cleanup_unfinished_script("wa")).stdout)
+    assert out.first("stopped") == str(foreign_sleep.pid)
+    assert foreign_sleep.wait(timeout=10) is not None
+
+
+def start_create(ws: Workstation) -> tuple[threading.Thread, list[RemoteResult], list[str]]:
+    """Run the create script in a thread; return once conda runs and its record is written."""
+    results: list[RemoteResult] = []
+    script = cs.create_env_script(fake_conda(ws), "wa", "3.11")
+    runner = threading.Thread(target=lambda: results.append(ws.shell().run(script)))
+    runner.start()
+    record_file = state_dir(ws) / "conda-create-wa.pid"
+    for _ in range(200):
+        if record_file.exists() and len(record_file.read_text().splitlines()) > 4:
+            break
+        time.sleep(0.05)
+    return runner, results, record_file.read_text().splitlines()
+
+
+def test_the_create_script_records_host_start_time_and_command_line(ws: Workstation) -> None:
+    ws.set_fault("slow:6")
+    runner, results, lines = start_create(ws)
+    pid = int(lines[0])
+    assert lines == proc_record(
+        pid, argv=[str(ws.conda_bin / "conda"), "create", "-y", "-n", "wa", "python=3.11", "ipykernel"]
+    )
+    assert env_status(ws).creator == "running"
+    runner.join(timeout=60)
+    (result,) = results
+    assert result.ok and "extracting 5" in result.stdout  # conda's output, followed from its log
+    assert not any(state_dir(ws).iterdir())
+
+
+def test_a_conda_still_running_is_waited_for_then_its_env_kept(ws: Workstation) -> None:
+    """The script died (its shell killed, as when the session went) while conda runs on: the next run
+    waits for that conda instead of killing it, and keeps what it made."""
+    ws.set_fault("slow:12")
+    first, _, lines = start_create(ws)
+    conda_pid = int(lines[0])
+    script_shell = int(re.findall(r"^PPid:\s+(\d+)", Path(f"/proc/{conda_pid}/status").read_text(), re.M)[0])
+    os.kill(script_shell, signal.SIGKILL)  # the script dies; conda, in its own session, does not
+    assert (state_dir(ws) / "conda-create-wa").exists()
+
+    events: list[PlanEvent] = []
+    ctx = context(ws, prompter=Answers(confirm=True), emit=events.append)
+    through_conda(ctx)
+    result = run_step(ob.CreateEnv(), ctx)
+    assert result.status is StepStatus.DONE, result
+    assert "waited for the conda create" in result.summary and "kept the env" in result.summary
+    assert (ws.env_prefix("wa") / "bin/python").exists()
+    assert [c for c in ws.calls() if c.startswith("create")] == ["create -y -n wa python=3.11 ipykernel"]
+    assert ctx.prompter.asked == []  # type: ignore[attr-defined]
+    first.join(timeout=30)
+
+
+@pytest.mark.parametrize("answer", [False, True])
+def test_a_half_made_env_is_removed_only_with_the_members_yes(ws: Workstation, answer: bool) -> None:
+    half = ws.env_prefix("wa")
+    (half / "conda-meta").mkdir(parents=True)
+    (half / "partial").write_text("x")
+    leave_marker(ws, ["4194000", "carproject-07", "boot", "123", "/x/conda", "create"])
+    prompter = Answers(confirm=answer)
+    ctx = context(ws, prompter=prompter)
+    through_conda(ctx)
+    result = run_step(ob.CreateEnv(), ctx)
+    (question,) = prompter.asked
+    assert isinstance(question, ConfirmQuestion) and question.destructive  # so --yes never answers it
+    assert str(half) in question.detail and "carproject-07" in question.detail
+    if answer:
+        assert result.status is StepStatus.DONE and f"removed the half-made {half}" in result.summary
+        assert (half / "bin/python").exists() and not (half / "partial").exists()
+    else:
+        assert result.status is StepStatus.FAILED and "not removed (no consent)" in result.summary
+        assert "--yes never answers this" in result.hint and f"rm -rf {half}" in result.hint
+        assert (half / "partial").exists() and (state_dir(ws) / "conda-create-wa").exists()
+
+
+def test_no_prompter_means_no_removal(ws: Workstation) -> None:
+    """Non-interactive (the NoPrompter a daily or scripted run gets): a clear failure, nothing removed."""
+    half = ws.env_prefix("wa")
+    (half / "conda-meta").mkdir(parents=True)
+    leave_marker(ws)
     ctx = context(ws)
     through_conda(ctx)
     result = run_step(ob.CreateEnv(), ctx)
-    assert result.status is StepStatus.DONE and "half-made" in result.summary
-    assert (half / "bin" / "python").exists() and not (state / "conda-create-wa").exists()
+    assert result.status is StepStatus.FAILED and "not removed (no consent)" in result.summary
+    assert half.exists()
+
+
+_FINISHED = {"prefix": "/e/wa", "python_version": "3.11.9", "ipykernel": "6.29.5", "finished": True}
+
+
+@pytest.mark.parametrize(
+    ("facts", "action", "remove"),
+    [
+        pytest.param(
+            {"creator": "running", **_FINISHED, "leftovers": ("/e/wa",)}, "wait", (), id="ours runs"
+        ),
+        pytest.param({**_FINISHED, "leftovers": ("/e/wa",)}, "clear", (), id="finished: kept"),
+        pytest.param(
+            {**_FINISHED, "creator": "elsewhere", "leftovers": ("/e/wa",)}, "clear", (), id="kept too"
+        ),
+        pytest.param(
+            {**_FINISHED, "finished": False, "leftovers": ("/e/wa",)}, "remove", ("/e/wa",), id="no history"
+        ),
+        pytest.param(
+            {**_FINISHED, "ipykernel": "", "leftovers": ("/e/wa",)}, "remove", ("/e/wa",), id="no ipykernel"
+        ),
+        pytest.param({"prefix": "/e/wa", "leftovers": ("/e/wa",)}, "remove", ("/e/wa",), id="no python"),
+        pytest.param({"leftovers": ()}, "clear", (), id="nothing made"),
+        pytest.param(
+            {"creator": "elsewhere", "leftovers": ("/e/wa",)}, "remove", ("/e/wa",), id="half, elsewhere"
+        ),
+        pytest.param({"leftovers": ("/not/in/marker",)}, "clear", (), id="not ours"),
+    ],
+)
+def test_unfinished_decision(facts: dict[str, object], action: str, remove: tuple[str, ...]) -> None:
+    state = cs.EnvState("wa", marker=True, unfinished=("/e/wa", "/other/wa"), **facts)  # type: ignore[arg-type]
+    assert cs.unfinished_action(state) == cs.Unfinished(action, remove)
+
+
+# ------------------------------------------------------------------------------------------ env outside the envs dirs
+
+
+def moved_env(ws: Workstation) -> Path:
+    """A working env conda lists from ~/.conda/environments.txt, outside every envs dir."""
+    conda_steps(context(ws))
+    scratch = ws.home / "scratch/bob/wa"
+    scratch.parent.mkdir(parents=True)
+    ws.env_prefix("wa").rename(scratch)
+    (ws.home / ".conda/environments.txt").write_text(f"{scratch}\n")
+    return scratch
+
+
+def test_a_listed_env_outside_the_envs_dirs_is_probed_where_it_is(ws: Workstation) -> None:
+    scratch = moved_env(ws)
+    state = env_status(ws)
+    assert (state.prefix, state.healthy, state.python) == (str(scratch), True, f"{scratch}/bin/python")
+    site = next(scratch.glob("lib/python3*/site-packages/ipykernel"))
+    shutil.rmtree(site)
+    ctx = context(ws)
+    statuses = conda_steps(ctx)
+    assert statuses[1] is StepStatus.SKIPPED and str(scratch) in ctx.state["env_summary"]
+    assert statuses[2] is StepStatus.DONE and f"install -y -p {scratch} ipykernel" in ws.calls()
+    spec = json.loads((ws.home / ".local/share/jupyter/kernels/wa/kernel.json").read_text())
+    assert spec["argv"][0] == f"{scratch}/bin/python"
+
+
+def test_repair_of_a_broken_env_outside_the_envs_dirs_fails_cleanly(ws: Workstation) -> None:
+    scratch = moved_env(ws)
+    (scratch / "bin/python").unlink()
+    prompter = Answers(confirm=True)
+    ctx = context(ws, prompter=prompter, repair=True)
+    through_conda(ctx)
+    result = run_step(ob.CreateEnv(), ctx)  # was: ValueError from remove_env_script
+    assert result.status is StepStatus.FAILED and "outside conda's envs folders" in result.summary
+    assert f"conda env remove -p {scratch}" in result.hint and "--env NAME" in result.hint
+    assert prompter.asked == [] and scratch.exists()
+
+
+# ------------------------------------------------------------------------------------------ a kernel of the same name
+
+
+def foreign_kernel(ws: Workstation) -> tuple[Path, Path]:
+    """The member's own 'wa' kernel for another env's python, which exists."""
+    other = ws.home / "other-env/bin/python"
+    other.parent.mkdir(parents=True)
+    other.write_text("#!/bin/sh\n")
+    other.chmod(0o755)
+    spec_path = ws.home / ".local/share/jupyter/kernels/wa/kernel.json"
+    spec_path.parent.mkdir(parents=True)
+    spec_path.write_text(
+        json.dumps({"argv": [str(other), "-m", "ipykernel_launcher"], "display_name": "Mine"})
+    )
+    return spec_path, other
+
+
+@pytest.mark.parametrize("prompter", [NoPrompter(), Answers(confirm=False)], ids=["no prompter", "no"])
+def test_a_kernel_of_the_same_name_for_another_python_is_not_replaced_without_a_yes(
+    ws: Workstation, prompter: object
+) -> None:
+    spec_path, other = foreign_kernel(ws)
+    before = spec_path.read_text()
+    ctx = context(ws, prompter=prompter)
+    through_conda(ctx)
+    assert run_step(ob.CreateEnv(), ctx).status is StepStatus.DONE
+    run_step(ob.EnsureIpykernel(), ctx)
+    result = run_step(ob.RegisterKernel(), ctx)
+    assert result.status is StepStatus.FAILED and "not replaced (no consent)" in result.summary
+    assert str(other) in result.summary and "--kernel-name NAME" in result.hint
+    assert spec_path.read_text() == before
+
+
+def test_a_kernel_of_the_same_name_is_replaced_after_a_yes(ws: Workstation) -> None:
+    spec_path, other = foreign_kernel(ws)
+    prompter = Answers(confirm=True)
+    ctx = context(ws, prompter=prompter)
+    through_conda(ctx)
+    run_step(ob.CreateEnv(), ctx)
+    run_step(ob.EnsureIpykernel(), ctx)
+    assert run_step(ob.RegisterKernel(), ctx).status is StepStatus.DONE
+    (question,) = prompter.asked
+    assert isinstance(question, ConfirmQuestion) and str(other) in question.detail
+    assert not question.destructive  # a kernelspec is a small file: --yes may answer
+    assert json.loads(spec_path.read_text())["argv"][0] == str(ws.env_prefix("wa") / "bin/python")
 
 
 def test_low_space_is_a_warning(ws: Workstation, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -374,10 +690,37 @@ def test_whole_plan_then_a_rerun_without_password(ws: Workstation) -> None:
     results = ob.run_setup(ctx, options, steps)
     assert plan_succeeded(results, steps)
     statuses = {r.step_id: r.status for r in results}
-    assert all(
-        statuses[s] is StepStatus.SKIPPED for s in statuses if s not in ("profile", "tunnel", "browser")
-    )
+    checks = ("profile", "conda", "verify", "tunnel", "browser")
+    assert all(statuses[s] is StepStatus.SKIPPED for s in statuses if s not in checks)
     assert len((ws.home / ".ssh/authorized_keys").read_text().splitlines()) == 1
+
+
+def test_already_done_only_for_what_an_earlier_run_did(ws: Workstation) -> None:
+    """A first run said "already done" for the profile check, conda, the ipykernel that came with the env
+    it had just made and a --no-browser skip. Now it says so only of work found done before the run."""
+    tunnels: list[str] = []
+    ctx, options = plan_ctx(ws, Answers(password="pw"), [])
+    options = dataclasses.replace(
+        options,
+        no_browser=True,
+        start_tunnel=lambda profile, name: (
+            tunnels.append(name) or "tunnel up at http://localhost:8000/jupyter/"
+        ),
+        tunnel_up=lambda profile, name: (
+            "tunnel up at http://localhost:8000/jupyter/ (pid 7)" if tunnels else None
+        ),
+    )
+    first = ob.run_setup(ctx, options)
+    assert len(first) == 11 and [r.summary for r in first if "already done" in r.summary] == []
+    by_id = {r.step_id: r for r in first}
+    assert by_id["browser"].summary.startswith("not opening a browser (--no-browser)")
+    assert by_id["tunnel"].status is StepStatus.DONE and tunnels == ["default"]
+
+    ctx, _ = plan_ctx(ws, NoPrompter(), [])
+    again = {r.step_id: r for r in ob.run_setup(ctx, options)}
+    said = {step for step, r in again.items() if r.summary.startswith("already done: ")}
+    assert said == {"key", "login", "key-install", "env", "ipykernel", "kernel", "tunnel"}
+    assert tunnels == ["default"]  # not started twice
 
 
 def test_wrong_password_fails_at_login_with_the_engines_hint(ws: Workstation) -> None:

@@ -4,6 +4,7 @@ import pytest
 
 from wa_onboard.core.errors import Cancelled
 from wa_onboard.core.plan import (
+    NotNeeded,
     PlanEvent,
     Step,
     StepContext,
@@ -63,3 +64,16 @@ def test_cancel_stops_before_the_next_step() -> None:
     ctx.cancel.set()
     with pytest.raises(Cancelled):
         run_plan([Recorder("a")], ctx)
+
+
+def test_not_needed_is_skipped_without_saying_already_done() -> None:
+    """Only work an earlier run did is "already done"; a step with nothing to do this time says why."""
+
+    class NoBrowser(Recorder):
+        def done(self, ctx: StepContext) -> NotNeeded:
+            return NotNeeded("not opening a browser (--no-browser)")
+
+    step = NoBrowser("browser")
+    (result,) = run_plan([step], StepContext(profile=None))
+    assert result.status is StepStatus.SKIPPED and not step.ran
+    assert result.summary == "not opening a browser (--no-browser)"

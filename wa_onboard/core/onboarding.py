@@ -21,10 +21,10 @@ from wa_onboard.core import conda_scripts as cs
 from wa_onboard.core import paths, setup_progress, sshfiles, supervisor
 from wa_onboard.core.engine import ConnectError, Engine, Failure
 from wa_onboard.core.errors import Cancelled, WaError
-from wa_onboard.core.plan import Step, StepContext, StepError, run_plan
+from wa_onboard.core.plan import NotNeeded, Step, StepContext, StepError, run_plan
 from wa_onboard.core.profile import DEFAULT_PROFILE, Profile
 from wa_onboard.core.prompts import ConfirmQuestion, NoPrompter, Prompter
-from wa_onboard.core.remote import RemoteResult, RemoteShell
+from wa_onboard.core.remote import RemoteResult, RemoteShell, quote
 from wa_onboard.core.results import StepResult
 
 EngineFactory = Callable[[Profile, str], Engine]
@@ -137,8 +137,11 @@ def run_script(
     return result, cs.parse(result.stdout)
 
 
-def _changed(ctx: StepContext) -> None:
-    ctx.state["changed"] = True
+def _wa_command(ctx: StepContext, args: str) -> str:
+    """``wa-onboard [--profile NAME] ARGS`` for this run's profile, for hints."""
+    name = _options(ctx).profile_name
+    flag = "" if name == DEFAULT_PROFILE else f" --profile {name}"
+    return f"wa-onboard{flag} {args}"
 
 
 # --------------------------------------------------------------------------------------------- the lock
@@ -199,11 +202,8 @@ class ValidateProfile(Step):
     id = "profile"
     title = "Check the profile"
 
-    def done(self, ctx: StepContext) -> str | None:
-        """Checking is all there is to do: a valid profile is "already done"."""
-        return self.run(ctx)
-
     def run(self, ctx: StepContext) -> str:
+        """A check, made on every run (so never "already done")."""
         profile: Profile = ctx.profile
         profile.require_complete()
         Profile.make(profile.to_dict())  # every field through its validator again
@@ -337,18 +337,14 @@ class FindConda(Step):
     id = "conda"
     title = "Find conda on the workstation"
 
-    def done(self, ctx: StepContext) -> str | None:
+    def run(self, ctx: StepContext) -> str:
+        """Looked up on every run (each script is a new login shell that needs it), never "already done"."""
         module = ctx.profile.conda_module
         result, out = run_script(ctx, cs.find_conda_script(module), "looking for conda")
-        ctx.state["conda_search"] = (result, out)
         loc = cs.parse_find_conda(out, module)
-        if loc is None or not loc.version:
-            return None
-        ctx.state["conda"] = loc
-        return f"conda {loc.version} from {loc.source}; base {loc.root_prefix}"
-
-    def run(self, ctx: StepContext) -> str:
-        result, out = ctx.state["conda_search"]
+        if loc is not None and loc.version:
+            ctx.state["conda"] = loc
+            return f"conda {loc.version} from {loc.source}; base {loc.root_prefix}"
         if out.first("found") not in ("", "no"):
             raise StepError(
                 f"conda at {out.first('exe')} did not answer `conda info --json`",
@@ -378,6 +374,24 @@ def _healthy_env(ctx: StepContext) -> cs.EnvState:
     return state
 
 
+def _consent_to_delete(
+    ctx: StepContext, title: str, why: str, folders: Sequence[str], *, refused: str, fix: str
+) -> None:
+    """Ask before deleting env folders: a destructive question, which ``--yes`` never answers."""
+    where = ", ".join(folders)
+    question = ConfirmQuestion(
+        title,
+        f"{why} Deleting removes {where} and everything in it, then creates the env again with "
+        f"python={ctx.profile.python} and ipykernel.",
+        default=False,
+        destructive=True,
+    )
+    if not ctx.prompter.confirm(question):
+        raise StepError(
+            f"{refused} (no consent)", f"answer yes when asked (--yes never answers this), or {fix}", where
+        )
+
+
 class CreateEnv(Step):
     id = "env"
     title = "Create your conda env"
@@ -391,15 +405,13 @@ class CreateEnv(Step):
     def run(self, ctx: StepContext) -> str:
         state: cs.EnvState = ctx.state["env"]
         loc = _conda(ctx)
-        notes = []
-        if state.marker:  # an earlier run of ours was interrupted while creating it: ours to remove
-            _, out = run_script(ctx, cs.cleanup_unfinished_script(state.name), "removing a half-made env")
-            notes += [f"removed the half-made {p} an interrupted run left" for p in out.all("removed")]
-            state = env_state(ctx)
+        notes: list[str] = []
+        if state.marker:  # an earlier run of ours was interrupted while creating it
+            state = self._settle_unfinished(ctx, state, notes)
         if state.healthy:
             return "; ".join([*notes, f"env {state.name} at {state.prefix} (python {state.python_version})"])
         if state.broken:
-            self._rebuild_consent(ctx, state)
+            self._rebuild_consent(ctx, state, loc)
             run_script(
                 ctx,
                 cs.remove_env_script(state.prefix, loc.env_prefixes(state.name)),
@@ -408,7 +420,6 @@ class CreateEnv(Step):
             notes.append(f"removed the broken env at {state.prefix}")
         notes.extend(self._check_space(ctx, loc))
         self._create(ctx, loc)
-        _changed(ctx)
         state = env_state(ctx)
         seconds = ctx.state.get("conda_seconds")
         took = f" in {seconds:.1f} s of conda" if seconds is not None else ""
@@ -426,8 +437,73 @@ class CreateEnv(Step):
             )
 
     @staticmethod
-    def _rebuild_consent(ctx: StepContext, state: cs.EnvState) -> None:
+    def _settle_unfinished(ctx: StepContext, state: cs.EnvState, notes: list[str]) -> cs.EnvState:
+        """The marker an interrupted run left: its conda may have finished the env (kept), may still run
+        (waited for, never signalled), or left a half-made folder (removed only with the member's yes)."""
+        decision = cs.unfinished_action(state)
+        if decision.action == "wait":
+            ctx.progress(f"waiting for the conda create an interrupted run started (pid {state.creator_pid})")
+            run_script(
+                ctx,
+                cs.wait_for_creator_script(state.name),
+                "waiting for the conda create an interrupted run started",
+                timeout=CONDA_TIMEOUT,
+                stream=True,
+            )
+            notes.append("waited for the conda create an interrupted run had started")
+            state = env_state(ctx)
+            decision = cs.unfinished_action(state)
+            if decision.action == "wait":
+                raise StepError(
+                    f"the conda create an earlier run started (pid {state.creator_pid}) is still running",
+                    "wait for it to finish, then run setup again",
+                )
+        if decision.action == "remove":
+            CreateEnv._half_made_consent(ctx, state, decision.remove)
+            _, out = run_script(
+                ctx, cs.cleanup_unfinished_script(state.name, decision.remove), "removing a half-made env"
+            )
+            notes += [f"removed the half-made {p} an interrupted run left" for p in out.all("removed")]
+        else:
+            run_script(ctx, cs.clear_marker_script(state.name), "clearing an interrupted run's marker")
+            if state.healthy and state.finished:
+                notes.append(
+                    f"kept the env an interrupted run's conda finished ({state.prefix}); cleared its marker"
+                )
+        return env_state(ctx)
+
+    @staticmethod
+    def _half_made_consent(ctx: StepContext, state: cs.EnvState, folders: Sequence[str]) -> None:
+        where = ", ".join(folders)
+        caution = ""
+        if state.creator == "elsewhere":
+            caution = (
+                f" That run's conda was started on {state.creator_host or 'another machine'}, where it may "
+                "still be running: answer no if a setup is running there."
+            )
+        elif state.creator == "unknown":
+            caution = " Whether that run's conda still runs cannot be told: answer no if a setup is running."
+        _consent_to_delete(
+            ctx,
+            f"Remove the half-made env {state.name}?",
+            f"An earlier setup was interrupted while conda was creating {where}, and it did not "
+            f"finish.{caution}",
+            folders,
+            refused=f"the env {state.name} at {where} is half-made (an interrupted setup); not removed",
+            fix=f"remove it yourself on the workstation: rm -rf {' '.join(quote(f) for f in folders)}; "
+            "then run setup again",
+        )
+
+    @staticmethod
+    def _rebuild_consent(ctx: StepContext, state: cs.EnvState, loc: cs.CondaLocation) -> None:
         why = f"the env {state.name} at {state.prefix} is broken: it has no working bin/python"
+        if state.prefix not in loc.env_prefixes(state.name):
+            raise StepError(
+                why + " (it is outside conda's envs folders, so setup does not delete it)",
+                f"remove it yourself on the workstation (conda env remove -p {quote(state.prefix)}), or use "
+                f"another env name: {_wa_command(ctx, 'setup --env NAME')}",
+                state.prefix,
+            )
         if not ctx.repair:
             raise StepError(
                 why + " (an interrupted conda create, or files deleted)",
@@ -435,20 +511,14 @@ class CreateEnv(Step):
                 "in it is removed)",
                 state.prefix,
             )
-        question = ConfirmQuestion(
+        _consent_to_delete(
+            ctx,
             f"Delete and rebuild the env {state.name}?",
-            f"{why}. Rebuilding deletes {state.prefix} and everything in it, then creates it again "
-            f"with python={ctx.profile.python} and ipykernel.",
-            default=False,
-            destructive=True,
+            f"{why}.",
+            [state.prefix],
+            refused=why + "; not rebuilt",
+            fix=f"remove it yourself: conda env remove -n {state.name}",
         )
-        if not ctx.prompter.confirm(question):
-            raise StepError(
-                why + "; not rebuilt (no consent)",
-                "answer yes when asked (--yes never answers this), or remove it yourself: "
-                f"conda env remove -n {state.name}",
-                state.prefix,
-            )
 
     @staticmethod
     def _check_space(ctx: StepContext, loc: cs.CondaLocation) -> list[str]:
@@ -477,6 +547,7 @@ class CreateEnv(Step):
             raise Cancelled("stopped while creating the env; run setup again to finish") from None
         if result.ok:
             ctx.state["conda_seconds"] = cs.conda_seconds(out)
+            ctx.state["env_created"] = True
             return
         failure = cs.conda_failure(out.other, python=profile.python)
         removed = out.all("removed")
@@ -490,16 +561,20 @@ class EnsureIpykernel(Step):
     id = "ipykernel"
     title = "Make sure ipykernel is in the env"
 
-    def done(self, ctx: StepContext) -> str | None:
+    def done(self, ctx: StepContext) -> str | NotNeeded | None:
         state = _healthy_env(ctx)
-        return f"ipykernel {state.ipykernel}" if state.ipykernel else None
+        if not state.ipykernel:
+            return None
+        if ctx.state.get("env_created"):
+            return NotNeeded(f"ipykernel {state.ipykernel} came with the env this run created")
+        return f"ipykernel {state.ipykernel}"
 
     def run(self, ctx: StepContext) -> str:
-        loc, env = _conda(ctx), ctx.profile.env
-        ctx.progress(f"conda install -n {env} ipykernel")
+        loc, prefix = _conda(ctx), _healthy_env(ctx).prefix
+        ctx.progress(f"conda install -p {prefix} ipykernel")
         result, out = run_script(
             ctx,
-            cs.install_ipykernel_script(loc, env),
+            cs.install_ipykernel_script(loc, prefix),
             "installing ipykernel",
             timeout=CONDA_TIMEOUT,
             stream=True,
@@ -509,7 +584,6 @@ class EnsureIpykernel(Step):
             raise StepError(
                 f"conda install ipykernel failed: {failure.line}", failure.hint, _tail(result.stdout)
             )
-        _changed(ctx)
         return f"installed ipykernel {env_state(ctx).ipykernel}"
 
     def verify(self, ctx: StepContext) -> None:
@@ -544,6 +618,8 @@ class RegisterKernel(Step):
         before: cs.KernelState = ctx.state["kernel"]
         profile: Profile = ctx.profile
         env = _healthy_env(ctx)
+        if before.exists and not before.error and before.argv0_exists and not before.same_python:
+            self._replace_consent(ctx, before, env)
         script = cs.register_kernel_script(env.python, profile.kernel_name, profile.display_name)
         result, _ = run_script(ctx, script, "registering the kernel")
         if not result.ok:
@@ -552,7 +628,6 @@ class RegisterKernel(Step):
                 "check your home directory's quota and permissions on the workstation",
                 _tail(result.stdout + result.stderr),
             )
-        _changed(ctx)
         fixed = f" (was: {before.problem(profile.display_name)})" if before.exists else ""
         return f"registered {profile.kernel_name} ({profile.display_name!r}) -> {env.python}{fixed}"
 
@@ -563,19 +638,33 @@ class RegisterKernel(Step):
                 f"after registering: {problem}", "run setup again; if it repeats, run wa-onboard doctor"
             )
 
+    @staticmethod
+    def _replace_consent(ctx: StepContext, before: cs.KernelState, env: cs.EnvState) -> None:
+        """A kernel of that name that starts another, existing python is someone's (the member's own
+        kernel for another env): ``ipykernel install`` would delete its folder, so ask first."""
+        name = ctx.profile.kernel_name
+        question = ConfirmQuestion(
+            f"Replace the kernel {name}?",
+            f"A kernel named {name} is registered at {before.path}; it starts {before.argv0}, not the env "
+            f"{env.name}'s python ({env.python}). Replacing it deletes that kernelspec folder and makes "
+            f"{name} start {env.python}; the env {before.argv0} belongs to is not touched.",
+            default=False,
+        )
+        if not ctx.prompter.confirm(question):
+            raise StepError(
+                f"a kernel named {name} already exists and starts {before.argv0}; not replaced (no consent)",
+                "answer yes when asked (or run with --yes), or keep it and register the env under another "
+                f"name: {_wa_command(ctx, 'setup --kernel-name NAME')}",
+                before.path,
+            )
+
 
 class VerifyKernel(Step):
     id = "verify"
     title = "Check the kernel works"
 
-    def done(self, ctx: StepContext) -> str | None:
-        return None if ctx.state.get("changed") else self._check(ctx)
-
     def run(self, ctx: StepContext) -> str:
-        return self._check(ctx)
-
-    @staticmethod
-    def _check(ctx: StepContext) -> str:
+        """A check, made on every run (so never "already done")."""
         kernel = kernel_state(ctx)
         problem = kernel.problem(ctx.profile.display_name)
         if problem:
@@ -626,19 +715,17 @@ class StartTunnel(Step):
         url = re.search(r"http://\S+", summary)
         if url:
             ctx.state["url"] = url.group(0)
-        name = _options(ctx).profile_name
-        flag = "" if name == DEFAULT_PROFILE else f" --profile {name}"
-        return f"{summary}; check it: wa-onboard{flag} status, stop it: wa-onboard{flag} disconnect"
+        return f"{summary}; check it: {_wa_command(ctx, 'status')}, stop it: {_wa_command(ctx, 'disconnect')}"
 
 
 class OpenBrowser(Step):
     id = "browser"
     title = "Open the hub in the browser"
 
-    def done(self, ctx: StepContext) -> str | None:
+    def done(self, ctx: StepContext) -> NotNeeded | None:
         url = ctx.state.setdefault("url", ctx.profile.url)
         if _options(ctx).no_browser:
-            return f"not opening a browser (--no-browser); open {url}"
+            return NotNeeded(f"not opening a browser (--no-browser); open {url}")
         return None
 
     def run(self, ctx: StepContext) -> str:

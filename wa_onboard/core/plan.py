@@ -54,6 +54,14 @@ class StepFinished:
     result: StepResult
 
 
+@dataclass(frozen=True)
+class NotNeeded:
+    """``done``'s answer when there is nothing to do but not because an earlier run did it (the member
+    said --no-browser; the env this run created came with ipykernel): skipped, never "already done"."""
+
+    reason: str
+
+
 PlanEvent = StepStarted | StepOutput | StepProgress | StepFinished
 EventSink = Callable[[PlanEvent], None]
 
@@ -91,8 +99,9 @@ class Step:
     id: str = ""
     title: str = ""
 
-    def done(self, ctx: StepContext) -> str | None:
-        """If the work is already done, say so in a few words (the step is then skipped)."""
+    def done(self, ctx: StepContext) -> str | NotNeeded | None:
+        """If an earlier run already did the work, say what is there in a few words; the step is then
+        skipped and reported "already done". A check that runs every time is ``run``, not this."""
         return None
 
     def run(self, ctx: StepContext) -> str:
@@ -116,6 +125,8 @@ def run_step(step: Step, ctx: StepContext) -> StepResult:
     try:
         ctx.check_cancelled()
         already = step.done(ctx)
+        if isinstance(already, NotNeeded):
+            return finish(StepStatus.SKIPPED, already.reason)
         if already is not None:
             return finish(StepStatus.SKIPPED, f"already done: {already}")
         summary = step.run(ctx)
