@@ -175,7 +175,8 @@ class CommandContext:
     args: argparse.Namespace
 
     def load_profile(self, *, save_flags: bool = False) -> Profile:
-        """The stored profile with command-line changes applied; saved when asked and changed.
+        """The stored profile with command-line changes applied; saved when asked, changed and
+        complete (a profile without a user is asked for, not kept).
 
         Only setup makes a new profile (``main`` refuses other commands an unknown one). A change
         to an existing profile is said on stderr, so no setting sticks silently.
@@ -185,7 +186,7 @@ class CommandContext:
         changes = profile_changes(self.args)
         if changes:
             profile = profile.updated(**changes)
-            if save_flags and profile != stored:
+            if save_flags and profile != stored and profile.is_complete:
                 self.store.save(profile, self.profile_name)
                 _say_saved(self.profile_name, stored, profile, self.store)
         return profile

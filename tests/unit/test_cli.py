@@ -198,7 +198,10 @@ def test_a_changed_profile_value_is_said_when_saved(
     assert "engine paramiko (was openssh)" in err and "local_port 8001 (was 8000)" in err
     ctx.load_profile(save_flags=True)  # the same values again: nothing changes, nothing said
     assert capsys.readouterr().err == ""
-    CommandContext("ws8", store, args).load_profile(save_flags=True)
+    CommandContext("ws8", store, args).load_profile(save_flags=True)  # no user: nothing worth keeping
+    assert capsys.readouterr().err == "" and store.load("ws8") is None
+    with_user = parse(build_parser(), ["connect", "--user", "bb", "--engine", "paramiko"])
+    CommandContext("ws8", store, with_user).load_profile(save_flags=True)
     assert capsys.readouterr().err == f"wa-onboard: saved the new profile ws8 in {store.path}\n"
 
 
