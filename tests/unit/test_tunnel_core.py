@@ -13,6 +13,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -855,3 +856,112 @@ def test_status_just_after_the_port_closed_says_the_tunnel_reconnects(
     with tunnelstate.ProfileLock("default"):
         status = verify_status("default", PROFILE)
     assert status.state is TunnelState.RECONNECTING and "reconnects on its own" in status.message
+
+
+# --- no ssh on PATH: every command says what to install ---------------------------------------------
+
+
+@pytest.fixture
+def without_ssh(
+    isolated_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict[str, str]]:
+    """An environment whose PATH has no ssh (python is called by its absolute path), and a short
+    private runtime dir so the control sockets' folder is this test's own."""
+    import tempfile
+
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    runtime = tempfile.mkdtemp(prefix="wa", dir="/tmp")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", runtime)
+    yield {**os.environ, "PATH": str(bare), "BROWSER": "true"}
+    import shutil
+
+    shutil.rmtree(runtime, ignore_errors=True)
+
+
+def _wa(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "wa_onboard", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+def test_without_ssh_every_tunnel_command_says_to_install_it(without_ssh: dict[str, str]) -> None:
+    from wa_onboard.core.engine import INSTALL_SSH_HINT
+
+    runs = [_wa(without_ssh, "connect", "--no-tui", "--no-browser", "--user", "bbadger")]
+    sshfiles.write_config(Profile(user="bbadger"))  # set up: the daily commands start the login early
+    runs += [_wa(without_ssh, "connect", "--detach", "--no-browser"), _wa(without_ssh, "open")]
+    for done in runs:
+        text = done.stdout + done.stderr
+        assert done.returncode == 1, text
+        assert INSTALL_SSH_HINT in text and "Traceback" not in text
+        assert "error: connecting" not in text
+    status = _wa(without_ssh, "status")
+    assert "last: connecting" not in status.stdout and "OpenSSH client" in status.stdout + status.stderr
+
+
+# --- stale control sockets ----------------------------------------------------------------------------
+
+
+def _stale_socket(path: Path) -> None:
+    """What a SIGKILLed master leaves: a socket file nobody listens on."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(path))
+    sock.close()
+
+
+@pytest.fixture
+def control(isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="cm", dir="/tmp"))  # AF_UNIX paths must stay short
+    monkeypatch.setattr(sshfiles, "control_dir", lambda: folder)
+    yield folder
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_socket_no_master_answers_is_removed_and_a_live_one_kept(control: Path) -> None:
+    from wa_onboard.core.engine_openssh import remove_stale_socket
+
+    stale, live, plain = control / "cm-stale", control / "cm-live", control / "cm-file"
+    _stale_socket(stale)
+    plain.write_text("")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as master:
+        master.bind(str(live))
+        master.listen()
+        assert remove_stale_socket(str(stale)) and not stale.exists()
+        assert not remove_stale_socket(str(live)) and live.exists()
+    assert not remove_stale_socket(str(plain)) and plain.exists()  # not a socket: not ours to judge
+    elsewhere = control.parent / f"{control.name}-x"
+    elsewhere.mkdir()
+    try:
+        _stale_socket(elsewhere / "cm-1")
+        assert not remove_stale_socket(str(elsewhere / "cm-1")) and (elsewhere / "cm-1").exists()
+    finally:
+        (elsewhere / "cm-1").unlink()
+        elsewhere.rmdir()
+
+
+def test_login_clears_the_socket_a_killed_master_left(control: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``ssh -O check`` fails on it ("Connection refused"): the socket goes before a new master starts."""
+    engine = OpenSshEngine(PROFILE)
+    stale = control / "cm-0123abcd"
+    _stale_socket(stale)
+    monkeypatch.setattr(
+        engine,
+        "_control",
+        lambda hop, command, *extra, timeout=10.0: (
+            255,
+            f"Control socket connect({stale}): Connection refused",
+        ),
+    )
+    assert engine._live_master_or_clean(engine.jump_hop) is None
+    assert not stale.exists()

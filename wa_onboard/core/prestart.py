@@ -314,7 +314,11 @@ def _speculate(name: str, config: bytes, orders: int, ready: int) -> int:  # pra
     jump = alias_names(name)[0]
     marker = new_marker()
     argv = master_argv("ssh", os.path.join(ssh_dir(), "config"), jump, marker, interactive=False)
-    prestarted = Prestarted(spawn_master(argv), marker, jump, config)
+    prestarted: Prestarted | None
+    try:
+        prestarted = Prestarted(spawn_master(argv), marker, jump, config)
+    except Exception:  # no ssh on PATH: the supervisor's own login says so, with the fix
+        prestarted = None
     try:
         from wa_onboard.core import supervisor  # the heavy part, while ssh logs in
 
@@ -327,4 +331,5 @@ def _speculate(name: str, config: bytes, orders: int, ready: int) -> int:  # pra
         os.close(orders)
         return supervisor.serve_prestarted(got, name, ready, prestarted)
     finally:
-        prestarted.discard()  # unless adopted (then the engine owns it, and it is long gone here)
+        if prestarted is not None:
+            prestarted.discard()  # unless adopted (then the engine owns it, and it is long gone here)

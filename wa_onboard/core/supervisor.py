@@ -856,7 +856,9 @@ def _notify_ready(fd: int | None) -> StatusCallback | None:
     return notify
 
 
-def serve_prestarted(orders: bytes, profile_name: str, ready_fd: int, early: prestart.Prestarted) -> int:
+def serve_prestarted(
+    orders: bytes, profile_name: str, ready_fd: int, early: prestart.Prestarted | None
+) -> int:
     """The speculative supervisor got its orders from the CLI (core/prestart): serve, with its jump
     master handed to the first engine (which adopts it only if it is the master it would start)."""
     given = json.loads(orders)
