@@ -344,7 +344,10 @@ def test_link_cut_for_10s_recovers(
     assert connect(cli, lab, member).returncode == 0
     lab.link_down("laptop-jump")
     time.sleep(10)
+    during = cli("status")  # it is reconnecting: say so, with the attempt (never "start it with")
     lab.link_up("laptop-jump")
+    assert during.returncode == 1 and "reconnect" in during.stdout, during.stdout
+    assert "start it with" not in during.stdout and "disconnect" in during.stdout, during.stdout
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         s = status(cli)
