@@ -97,7 +97,7 @@ def test_foreground_connect_stops_clean(
     assert "wa_onboard" in Path(f"/proc/{child.pid}/cmdline").read_text()
 
     child.expect(r"connecting: connecting")
-    child.expect(rf"connected: connected -> http://localhost:{PORT}/jupyter/")
+    child.expect(rf"connected: connected -> http://127.0.0.1:{PORT}/jupyter/")
     child.expect("Ctrl-C stops the tunnel")
     assert laptop_get(lab, PORT) == 200
     record = tunnelstate.read_record("default")

@@ -85,7 +85,7 @@ def test_the_early_jump_master_is_adopted_and_stopped_by_disconnect(lab: Lab, se
 def test_open_starts_the_tunnel_with_the_early_login_too(lab: Lab, set_up: Path) -> None:
     opened = cli(lab, set_up, "open", env={"BROWSER": "true"})  # a browser that opens nothing
     assert opened.returncode == 0, opened.stdout + opened.stderr
-    assert "tunnel up" in opened.stdout and f"http://localhost:{PORT}/jupyter/" in opened.stdout
+    assert "tunnel up" in opened.stdout and f"http://127.0.0.1:{PORT}/jupyter/" in opened.stdout
     assert log_text().count(ADOPTED) == 1 and laptop_get(lab, PORT) == 200
     assert cli(lab, set_up, "disconnect").returncode == 0
     assert leftovers(lab, set_up, PORT) == NOTHING_LEFT

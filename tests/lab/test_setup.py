@@ -107,7 +107,7 @@ def test_fresh_setup_then_a_rerun_that_changes_nothing(
     assert [t for t, (_, _, summary) in done.items() if "already done" in summary] == []  # a first run
     conda_seconds = done["Create your conda env"][1]
     print(f"\nfresh setup ({engine}): {wall:.1f} s wall, of which the conda env step {conda_seconds:.1f} s")
-    assert "tunnel up at http://localhost:8000/jupyter/" in done["Start the tunnel and check the hub"][2]
+    assert "tunnel up at http://127.0.0.1:8000/jupyter/" in done["Start the tunnel and check the hub"][2]
     assert "wa-onboard status" in r.stdout and "wa-onboard disconnect" in r.stdout
 
     # the password is nowhere: not in the laptop home (config, ssh files, tunnel log), not in the lab's logs

@@ -155,7 +155,7 @@ def test_wizard_on_a_real_terminal_to_the_done_screen(
     answered = answer_until_done(pane, member)
 
     done = pane.screen()
-    assert "wa-onboard connect" in done and f"http://localhost:{lab_profile.local_port}" in done
+    assert "wa-onboard connect" in done and f"http://127.0.0.1:{lab_profile.local_port}" in done
     assert "Campus password" in answered
     stored = ProfileStore(config).load()
     assert stored is not None and stored.user == member.name and stored.host == lab.ws_host

@@ -200,7 +200,7 @@ def test_key_login_connect_status_disconnect(
 
     up = connect(cli, lab, member, "--local-port", str(PORT))
     assert up.returncode == 0, up.stdout + up.stderr
-    assert f"http://localhost:{PORT}/jupyter/" in up.stdout
+    assert f"http://127.0.0.1:{PORT}/jupyter/" in up.stdout
     s = status(cli)
     assert s["connected"] is True and s["local_port"] == PORT and s["reconnects"] == 0
     assert s["hub_version"] and s["pid"] and s["profile"] == "default"
@@ -329,7 +329,7 @@ def test_port_busy_by_a_foreign_process(
         )
         moved = connect(cli, lab, member)  # the profile says PORT, but no --local-port this time
         assert moved.returncode == 0, moved.stderr
-        assert f"http://localhost:{PORT + 1}/jupyter/" in moved.stdout
+        assert f"http://127.0.0.1:{PORT + 1}/jupyter/" in moved.stdout
         assert status(cli)["local_port"] == PORT + 1
         assert laptop_get(lab, PORT + 1) == 200
     finally:
@@ -344,7 +344,10 @@ def test_link_cut_for_10s_recovers(
     assert connect(cli, lab, member).returncode == 0
     lab.link_down("laptop-jump")
     time.sleep(10)
+    during = cli("status")  # it is reconnecting: say so, with the attempt (never "start it with")
     lab.link_up("laptop-jump")
+    assert during.returncode == 1 and "reconnect" in during.stdout, during.stdout
+    assert "start it with" not in during.stdout and "disconnect" in during.stdout, during.stdout
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         s = status(cli)
@@ -370,3 +373,110 @@ def test_changed_host_key_is_refused(
     assert f"ssh-keygen -R {lab.ws_host} -f {known}" in r.stderr
     assert known.read_text() == before  # never removed on the member's behalf
     assert our_processes(lab, laptop_home) == []
+
+
+def test_a_program_on_the_ipv6_loopback_does_not_get_our_url(
+    lab: Lab, member: Member, laptop_home: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Browsers try [::1] first for localhost: a program there (a fake login page, a dev server) must
+    neither receive the member's browser nor be called free. The URL names 127.0.0.1, and [::1]:8000
+    busy counts as busy: an explicit --local-port 8000 is refused naming it, the daily connect moves on."""
+    authorize_key(laptop_home, member, monkeypatch)
+    squatter = lab.laptop_popen(
+        [
+            sys.executable,
+            "-c",
+            "import socket,time;s=socket.socket(socket.AF_INET6);"
+            "s.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_V6ONLY,1);"
+            "s.bind(('::1',8000));s.listen();time.sleep(300)",
+        ]
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while "[::1]:8000" not in lab.laptop_run(["ss", "-Hltn", "sport = :8000"]).stdout:
+            assert squatter.poll() is None and time.monotonic() < deadline, "the squatter did not listen"
+            time.sleep(0.1)
+        explicit = connect(cli, lab, member, "--local-port", "8000")
+        assert explicit.returncode == 1, explicit.stdout + explicit.stderr
+        assert "port 8000 on this laptop is in use by" in explicit.stderr, explicit.stderr
+        assert f"(pid {squatter.pid})" in explicit.stderr
+        daily = cli("connect", "--detach", "--no-browser")  # the saved profile's port is busy: move on
+        assert daily.returncode == 0, daily.stdout + daily.stderr
+        assert "http://127.0.0.1:8001/jupyter/" in daily.stdout and "localhost" not in daily.stdout
+        s = status(cli)
+        assert s["connected"] and s["local_port"] == 8001 and s["url"] == "http://127.0.0.1:8001/jupyter/"
+        assert laptop_get(lab, 8001) == 200
+        assert squatter.poll() is None  # nobody's process was touched
+    finally:
+        squatter.kill()
+        squatter.wait()
+
+
+def _kill_masters_leaving_sockets(laptop_home: Path, monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """What a power loss or a crash leaves: the masters die by SIGKILL (no chance to remove their
+    control sockets), and so does the supervisor (stopped first, so it cannot start new ones)."""
+    import signal
+
+    monkeypatch.setenv("HOME", str(laptop_home))
+    from wa_onboard.core import engine_openssh, sshfiles, tunnelstate
+
+    record = tunnelstate.read_record("default")
+    if record is not None and tunnelstate.process_alive(record.pid):
+        os.kill(record.pid, signal.SIGSTOP)
+    config = str(sshfiles.config_path())
+    found = engine_openssh.our_ssh_processes(config, ("wa-jump", "wa-ws"))
+    masters = [pid for pid in found if "-N" in (tunnelstate.process_cmdline(pid) or [])]
+    assert len(masters) == 2, found
+    for pid in masters:
+        os.kill(pid, signal.SIGKILL)
+    if record is not None and tunnelstate.process_alive(record.pid):
+        os.kill(record.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while any(
+        tunnelstate.process_alive(pid)
+        for pid in engine_openssh.our_ssh_processes(config, ("wa-jump", "wa-ws"))
+    ):
+        assert time.monotonic() < deadline, "ssh processes outlived their masters"
+        time.sleep(0.1)
+    sockets = sorted(p for p in sshfiles.control_dir().iterdir() if p.name.startswith("cm-"))
+    assert len(sockets) == 2 and all(p.is_socket() for p in sockets), sockets
+    return sockets
+
+
+def _master_answers(lab: Lab, laptop_home: Path, alias: str) -> bool:
+    from wa_onboard.core import sshfiles
+
+    check = ["ssh", "-F", str(sshfiles.config_path()), "-O", "check", alias]
+    return lab.laptop_run(check, env={"HOME": str(laptop_home)}).returncode == 0
+
+
+def test_sockets_left_by_killed_masters_are_cleaned_for_connect_and_setup(
+    lab: Lab, member: Member, laptop_home: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a stale socket in place, ssh's ControlMaster=yes says "already exists, disabling
+    multiplexing" yet logs in: nothing could ride that master (no ``-O`` command, no BatchMode shell)."""
+    from test_setup import setup_argv
+
+    authorize_key(laptop_home, member, monkeypatch)
+    assert connect(cli, lab, member, "--local-port", str(PORT)).returncode == 0
+    _kill_masters_leaving_sockets(laptop_home, monkeypatch)
+
+    again = connect(cli, lab, member)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert _master_answers(lab, laptop_home, "wa-jump") and _master_answers(lab, laptop_home, "wa-ws")
+    assert status(cli)["connected"] and laptop_get(lab, PORT) == 200
+
+    # a first setup after the crash: no key on the hosts yet, so the workstation shells that install
+    # it (BatchMode: no password) get through only by riding the masters the password login made
+    _kill_masters_leaving_sockets(laptop_home, monkeypatch)
+    (member.home / ".ssh" / "authorized_keys").write_text("")
+    done = lab.laptop_run(
+        setup_argv(lab, member, "--yes", "--password-stdin", "--local-port", str(PORT)),
+        env={"HOME": str(laptop_home), "BROWSER": "true"},
+        input=member.password + "\n",
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Install the key on both hosts" in done.stdout
+    key = (laptop_home / ".ssh" / "wa_onboard_ed25519.pub").read_text().strip()
+    assert key in (member.home / ".ssh" / "authorized_keys").read_text()

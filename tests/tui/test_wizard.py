@@ -48,7 +48,7 @@ def test_first_run_goes_from_welcome_to_done_and_saves_the_profile(tmp_path: Pat
             await answer_password(pilot, "s3cret-pw")
             await wait_for(pilot, lambda: screen_name(app) == "DoneScreen", "the done screen")
             screen = app.screen
-            assert "http://localhost:8000/jupyter/" in str(screen.query_one("#done-url").render())
+            assert "http://127.0.0.1:8000/jupyter/" in str(screen.query_one("#done-url").render())
             assert "open in your browser" in str(screen.query_one("#done-browser").render())
             assert "wa-onboard connect" in str(screen.query_one("#done-tomorrow").render())
             await pilot.press("enter")
@@ -60,7 +60,7 @@ def test_first_run_goes_from_welcome_to_done_and_saves_the_profile(tmp_path: Pat
     assert login.answers == [True, "s3cret-pw"]  # the host key trusted, the typed password passed on
     assert config.answers == [True]
     assert fake.setup_runs == 1
-    assert fake.opened == ["http://localhost:8000/jupyter/"]
+    assert fake.opened == ["http://127.0.0.1:8000/jupyter/"]
     saved = store.load("default")
     assert saved is not None and saved.user == "bbadger"
     assert "s3cret-pw" not in store.path.read_text()

@@ -4,7 +4,8 @@ host-key rules and the loopback-only listener. The real thing runs in tests/lab/
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -400,3 +401,66 @@ def test_a_prompter_failing_on_paramikos_thread_surfaces_on_ours() -> None:
 
     with pytest.raises(Cancelled, match="closed the dialog"):
         authenticate(FakeTransport(["keyboard-interactive"]), HOP, None, Broken(), interactive=True)
+
+
+# --- a real paramiko server that never answers ---------------------------------------------------
+
+
+class _SilentServer(paramiko.ServerInterface):
+    """Lets anyone in and opens sessions, then never answers an exec request (a hung sshd, a
+    workstation swapping to death): the reply paramiko's exec_command waits for never comes."""
+
+    def __init__(self, release: threading.Event) -> None:
+        self.release = release
+
+    def get_allowed_auths(self, username: str) -> str:
+        return "none"
+
+    def check_auth_none(self, username: str) -> int:
+        return paramiko.AUTH_SUCCESSFUL
+
+    def check_channel_request(self, kind: str, chanid: int) -> int:
+        return paramiko.OPEN_SUCCEEDED
+
+    def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
+        self.release.wait(60)  # holds the server's transport thread: no reply at all
+        return False
+
+
+@pytest.fixture
+def silent_workstation() -> Iterator[paramiko.Transport]:
+    """An authenticated client transport to a real in-process paramiko server that never answers exec."""
+    release = threading.Event()
+    listener = socket.create_server(("127.0.0.1", 0))
+    client_sock = socket.create_connection(listener.getsockname())
+    server_sock, _ = listener.accept()
+    listener.close()
+    server = paramiko.Transport(server_sock)
+    server.add_server_key(paramiko.ECDSAKey.generate())
+    server.start_server(event=threading.Event(), server=_SilentServer(release))  # negotiates in its thread
+    client = paramiko.Transport(client_sock)
+    client.start_client(timeout=10)
+    client.auth_none("bbadger")
+    try:
+        yield client
+    finally:
+        release.set()
+        client.close()
+        server.close()
+
+
+def test_a_command_the_server_never_answers_ends_at_its_timeout(
+    silent_workstation: paramiko.Transport,
+) -> None:
+    """exec_command used to run before the timer started, and paramiko waits for the reply forever."""
+    from wa_onboard.core.engine_paramiko import ChannelShell
+
+    results: list[Any] = []
+    runner = threading.Thread(
+        target=lambda: results.append(ChannelShell(silent_workstation, "ws").run("true", timeout=1.0)),
+        daemon=True,
+    )
+    runner.start()
+    runner.join(30)  # a generous bound for "it returned", not a speed check
+    assert not runner.is_alive(), "run() still blocked on a server that never answers"
+    assert results[0].exit_code == -1 and not results[0].reached_script

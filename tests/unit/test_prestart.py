@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -42,7 +46,17 @@ def test_only_a_plain_connect_detach_starts_early(argv: list[str], name: str | N
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A short private runtime folder of this test's own: the control sockets' folder (a long temp
+    HOME sends them there) is then not the /tmp/wa-onboard-UID other test runs share."""
+    folder = Path(tempfile.mkdtemp(prefix="wa", dir="/tmp"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(folder))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, runtime: Path) -> Path:
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / ".config"))
     monkeypatch.delenv("WA_ONBOARD_CONFIG", raising=False)
@@ -105,3 +119,47 @@ def test_the_early_path_loads_nothing_heavy() -> None:
     added = loaded - _modules_after("pass")
     assert not added & {"typing", "dataclasses", "pathlib", "pexpect", "platformdirs", "argparse"}
     assert "wa_onboard.core.prestart" in added
+
+
+# --- the short control folder in a shared place: checked before anything follows or changes it -----
+
+
+def _fallback(home: Path) -> Path:
+    folder = Path(prestart.control_dir())
+    assert folder != Path(prestart.ssh_dir()), "the test HOME must be long enough to need the fallback"
+    return folder
+
+
+def test_a_symlink_in_place_of_the_control_folder_is_refused_untouched(home: Path, runtime: Path) -> None:
+    from wa_onboard.core.errors import WaError
+
+    sshfiles.write_config(Profile(user="bbadger"))  # set up while the folder was fine
+    shutil.rmtree(_fallback(home))
+    decoy = runtime / "decoy"
+    decoy.mkdir(mode=0o755)
+    decoy.chmod(0o755)
+    _fallback(home).symlink_to(decoy)
+    assert prestart._worth_it("default") is None  # the early login does not use it
+    with pytest.raises(WaError, match="symbolic link"):
+        sshfiles.control_dir()
+    assert decoy.stat().st_mode & 0o777 == 0o755  # not chmod-ed through the link
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to chown")
+def test_another_users_control_folder_is_refused_untouched(home: Path) -> None:
+    from wa_onboard.core.errors import WaError
+
+    theirs = _fallback(home)
+    theirs.mkdir(mode=0o755)
+    theirs.chmod(0o755)
+    os.chown(theirs, 65534, 65534)  # nobody's
+    with pytest.raises(WaError, match="another user"):
+        sshfiles.control_dir()
+    assert theirs.stat().st_mode & 0o777 == 0o755 and theirs.stat().st_uid == 65534
+
+
+def test_our_own_control_folder_is_made_private(home: Path) -> None:
+    ours = _fallback(home)
+    ours.mkdir(mode=0o755)
+    ours.chmod(0o755)
+    assert sshfiles.control_dir() == ours and ours.stat().st_mode & 0o777 == 0o700

@@ -28,7 +28,7 @@ def test_defaults_are_the_labs() -> None:
     )
     assert p.engine == "openssh"
     assert not p.is_complete
-    assert p.url == "http://localhost:8000/jupyter/"
+    assert p.url == "http://127.0.0.1:8000/jupyter/"  # our forward, never a [::1] squatter
 
 
 def test_config_path_honours_home_and_xdg(isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,6 +13,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
@@ -633,3 +634,337 @@ def test_a_reconnect_uses_a_short_connect_timeout_with_either_engine(engine: str
     assert (
         first is None or first > short
     )  # the engine's own default (ssh's ConnectTimeout 10, paramiko's 15 s)
+
+
+# --- the local port: both loopbacks, and a port the system refuses ---------------------------------
+
+
+def _has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no [::1] on this machine")
+def test_a_listener_on_the_ipv6_loopback_makes_the_port_busy() -> None:
+    """Browsers try [::1] first for localhost: another program there must not be called free."""
+    with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as squatter:
+        squatter.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        squatter.bind(("::1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        assert tunnelstate.port_state(port) is tunnelstate.PortState.BUSY
+        assert not tunnelstate.port_is_free(port)
+        assert tunnelstate.next_free_port(port) != port
+        assert tunnelstate.port_holder(port) is not None  # and it is named (Linux: /proc/net/tcp6)
+
+
+def test_the_url_we_open_is_our_forwards_own_address() -> None:
+    from wa_onboard.core.supervisor import Supervisor
+
+    assert PROFILE.url.startswith("http://127.0.0.1:")
+    assert Supervisor(PROFILE, record_state=False).url == PROFILE.url
+
+
+@pytest.mark.parametrize(
+    ("error", "state"),
+    [
+        (PermissionError(13, "Permission denied"), "denied"),
+        (OSError(98, "Address already in use"), "busy"),
+    ],
+)
+def test_bind_errors_are_told_apart(error: OSError, state: str) -> None:
+    import errno
+
+    error.errno = errno.EACCES if isinstance(error, PermissionError) else errno.EADDRINUSE
+    assert tunnelstate.bind_error_state(error).value == state
+
+
+@pytest.mark.skipif(sys.platform != "linux" or os.geteuid() != 0, reason="needs root to drop to nobody")
+def test_a_privileged_port_is_denied_not_busy_for_a_normal_user() -> None:
+    """Nothing listens on port 80: a normal user just may not bind it (checked as uid nobody)."""
+    code = "from wa_onboard.core import tunnelstate as t; print(t.port_state(80).value)"
+    done = subprocess.run(
+        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if "Permission denied" in done.stderr and "wa_onboard" not in done.stdout:
+        pytest.skip(f"nobody cannot run this checkout: {done.stderr.strip()[-200:]}")
+    assert done.stdout.strip() == "denied", done.stderr
+
+
+class _NoLogin:
+    """An engine that must not be used: the port is refused before any login."""
+
+    name = "fake"
+
+    def login(self, *args: Any, **kwargs: Any) -> None:
+        raise AssertionError("logged in although the port can never be ours")
+
+    def close(self) -> None:
+        pass
+
+
+def test_connect_to_a_privileged_port_names_the_real_cause(monkeypatch: pytest.MonkeyPatch) -> None:
+    from wa_onboard.core.supervisor import Supervisor
+
+    monkeypatch.setattr(tunnelstate, "port_state", lambda port: tunnelstate.PortState.DENIED)
+    sup = Supervisor(
+        Profile(user="bbadger", local_port=80),
+        engine_factory=lambda reconnecting: _NoLogin(),  # type: ignore[arg-type,return-value]
+        record_state=False,
+        explicit_port=True,
+    )
+    with pytest.raises(ConnectError) as caught:
+        sup.start()
+    assert caught.value.failure is Failure.PORT_PRIVILEGED
+    assert "privileged" in caught.value.message and "in use" not in caught.value.message
+    assert "--local-port" in caught.value.hint
+
+
+# --- our supervisor, by its argv ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "profile", "ours"),
+    [
+        (["/usr/bin/python3", "-m", "wa_onboard.core.supervisor", "--profile", "default"], "default", True),
+        (["/usr/bin/python3", "-m", "wa_onboard.core.supervisor", "--profile", "ws7"], "default", False),
+        (["/v/bin/python3.11", "/v/bin/wa-onboard", "connect", "--detach"], "default", True),
+        (["/v/bin/python3", "/v/bin/wa-onboard", "--profile", "ws7", "open"], "ws7", True),
+        (["/v/bin/python3", "/v/bin/wa-onboard", "--profile=ws7", "connect"], "default", False),
+        (["python3", "-I", "-X", "dev", "-m", "wa_onboard", "connect", "--no-tui"], "default", True),
+        (["python3", "-m", "wa_onboard", "status"], "default", False),  # holds no lock
+        (["less", "/home/b/.local/state/wa-onboard/tunnel-default.log"], "default", False),
+        (["vim", "/src/wa_onboard/core/supervisor.py", "connect"], "default", False),
+        (["python3", "/home/b/wa-onboard/notes.py", "connect"], "default", False),
+        (["python3", "-c", "import wa_onboard; 'connect'"], "default", False),
+        ([], "default", False),
+    ],
+)
+def test_our_supervisor_is_known_by_its_argv_shape(argv: list[str], profile: str, ours: bool) -> None:
+    assert tunnelstate.supervisor_argv_matches(argv, profile) is ours
+
+
+def test_a_process_that_merely_mentions_wa_onboard_is_not_ours(isolated_home: Path) -> None:
+    log = isolated_home / "wa-onboard" / "tunnel-default.log"
+    log.parent.mkdir()
+    log.write_text("")
+    with subprocess.Popen(["tail", "-f", str(log)], stdout=subprocess.DEVNULL) as proc:
+        try:
+            assert tunnelstate.process_alive(proc.pid)
+            assert not tunnelstate.is_our_supervisor(proc.pid, "default")
+        finally:
+            proc.kill()
+
+
+# --- status while the supervisor reconnects -----------------------------------------------------
+
+
+class _Unreachable:
+    """A reconnect attempt that fails the way a dead network does."""
+
+    name = "fake"
+
+    def login(self, *args: Any, **kwargs: Any) -> None:
+        raise ConnectError(Failure.JUMP_UNREACHABLE, "cannot reach the jump host x: timed out", "check Wi-Fi")
+
+    def close(self) -> None:
+        pass
+
+
+def test_reconnect_attempts_are_in_the_state_file(
+    isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wa_onboard.core.supervisor import Supervisor
+
+    seen: list[tunnelstate.TunnelRecord] = []
+    stop = threading.Event()
+    sup = Supervisor(
+        PROFILE,
+        engine_factory=lambda reconnecting: _Unreachable(),  # type: ignore[arg-type,return-value]
+        backoff=Backoff(base=0.0, cap=0.0),
+    )
+    real_write = tunnelstate.write_record
+
+    def write(record: tunnelstate.TunnelRecord) -> None:
+        real_write(record)
+        seen.append(record)
+        if record.reconnect_attempt >= 3:
+            stop.set()
+
+    monkeypatch.setattr(tunnelstate, "write_record", write)
+    assert sup._reconnect(stop, "the tunnel's local port is closed") is False
+    last = next(r for r in reversed(seen) if r.reconnect_attempt == 3)
+    assert last.state == TunnelState.RECONNECTING.value
+    assert last.reconnect_since is not None and last.last_error.startswith("cannot reach the jump host")
+    assert seen[0].last_error == "the tunnel's local port is closed"
+
+
+def test_status_during_a_reconnect_says_so_with_the_attempt(
+    isolated_home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from wa_onboard import cli
+
+    tunnelstate.write_record(
+        tunnelstate.TunnelRecord(
+            profile="default",
+            pid=os.getpid(),
+            local_port=8000,
+            url=PROFILE.url,
+            engine="openssh",
+            state=TunnelState.RECONNECTING.value,
+            message="reconnecting (attempt 3): cannot reach the jump host x: timed out",
+            hint="check Wi-Fi",
+            reconnect_attempt=3,
+            reconnect_since=time.time() - 30,
+            last_error="cannot reach the jump host x: timed out",
+        )
+    )
+    monkeypatch.setattr(tunnelstate, "is_our_supervisor", lambda pid, name: pid == os.getpid())
+    with tunnelstate.ProfileLock("default"):
+        assert cli.main(["status"]) == 1
+    out = capsys.readouterr().out
+    assert "reconnecting since" in out and "attempt 3" in out and "cannot reach the jump host" in out
+    assert "start it with" not in out and "disconnect" in out
+
+
+def test_status_just_after_the_port_closed_says_the_tunnel_reconnects(
+    isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The record still says connected, ssh is gone: the live supervisor will notice and reconnect."""
+    from wa_onboard.core.supervisor import verify_status
+
+    with socket.socket() as spare:
+        spare.bind(("127.0.0.1", 0))
+        closed_port = spare.getsockname()[1]  # nothing listens once this closes
+    tunnelstate.write_record(
+        tunnelstate.TunnelRecord(
+            profile="default",
+            pid=os.getpid(),
+            local_port=closed_port,
+            url=PROFILE.url,
+            engine="openssh",
+            state=TunnelState.UP.value,
+            base_url="/jupyter",
+        )
+    )
+    monkeypatch.setattr(tunnelstate, "is_our_supervisor", lambda pid, name: pid == os.getpid())
+    with tunnelstate.ProfileLock("default"):
+        status = verify_status("default", PROFILE)
+    assert status.state is TunnelState.RECONNECTING and "reconnects on its own" in status.message
+
+
+# --- no ssh on PATH: every command says what to install ---------------------------------------------
+
+
+@pytest.fixture
+def without_ssh(
+    isolated_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict[str, str]]:
+    """An environment whose PATH has no ssh (python is called by its absolute path), and a short
+    private runtime dir so the control sockets' folder is this test's own."""
+    import tempfile
+
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    runtime = tempfile.mkdtemp(prefix="wa", dir="/tmp")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", runtime)
+    yield {**os.environ, "PATH": str(bare), "BROWSER": "true"}
+    import shutil
+
+    shutil.rmtree(runtime, ignore_errors=True)
+
+
+def _wa(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "wa_onboard", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+def test_without_ssh_every_tunnel_command_says_to_install_it(without_ssh: dict[str, str]) -> None:
+    from wa_onboard.core.engine import INSTALL_SSH_HINT
+
+    runs = [_wa(without_ssh, "connect", "--no-tui", "--no-browser", "--user", "bbadger")]
+    sshfiles.write_config(Profile(user="bbadger"))  # set up: the daily commands start the login early
+    runs += [_wa(without_ssh, "connect", "--detach", "--no-browser"), _wa(without_ssh, "open")]
+    for done in runs:
+        text = done.stdout + done.stderr
+        assert done.returncode == 1, text
+        assert INSTALL_SSH_HINT in text and "Traceback" not in text
+        assert "error: connecting" not in text
+    status = _wa(without_ssh, "status")
+    assert "last: connecting" not in status.stdout and "OpenSSH client" in status.stdout + status.stderr
+
+
+# --- stale control sockets ----------------------------------------------------------------------------
+
+
+def _stale_socket(path: Path) -> None:
+    """What a SIGKILLed master leaves: a socket file nobody listens on."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(path))
+    sock.close()
+
+
+@pytest.fixture
+def control(isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="cm", dir="/tmp"))  # AF_UNIX paths must stay short
+    monkeypatch.setattr(sshfiles, "control_dir", lambda: folder)
+    yield folder
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_socket_no_master_answers_is_removed_and_a_live_one_kept(control: Path) -> None:
+    from wa_onboard.core.engine_openssh import remove_stale_socket
+
+    stale, live, plain = control / "cm-stale", control / "cm-live", control / "cm-file"
+    _stale_socket(stale)
+    plain.write_text("")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as master:
+        master.bind(str(live))
+        master.listen()
+        assert remove_stale_socket(str(stale)) and not stale.exists()
+        assert not remove_stale_socket(str(live)) and live.exists()
+    assert not remove_stale_socket(str(plain)) and plain.exists()  # not a socket: not ours to judge
+    elsewhere = control.parent / f"{control.name}-x"
+    elsewhere.mkdir()
+    try:
+        _stale_socket(elsewhere / "cm-1")
+        assert not remove_stale_socket(str(elsewhere / "cm-1")) and (elsewhere / "cm-1").exists()
+    finally:
+        (elsewhere / "cm-1").unlink()
+        elsewhere.rmdir()
+
+
+def test_login_clears_the_socket_a_killed_master_left(control: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``ssh -O check`` fails on it ("Connection refused"): the socket goes before a new master starts."""
+    engine = OpenSshEngine(PROFILE)
+    stale = control / "cm-0123abcd"
+    _stale_socket(stale)
+    monkeypatch.setattr(
+        engine,
+        "_control",
+        lambda hop, command, *extra, timeout=10.0: (
+            255,
+            f"Control socket connect({stale}): Connection refused",
+        ),
+    )
+    assert engine._live_master_or_clean(engine.jump_hop) is None
+    assert not stale.exists()

@@ -191,6 +191,14 @@ def status(ctx: CommandContext, profile: Profile) -> int:
         if current.hub_version:
             _out(f"  JupyterHub {current.hub_version}")
         return 0
+    if current.state in (TunnelState.RECONNECTING, TunnelState.CONNECTING) and current.pid:
+        # a live supervisor is at work: "start it" would be wrong advice
+        _out(f"not connected yet: {current.message or current.state.value}")
+        if current.hint:
+            _out(f"  hint: {current.hint}")
+        stop = f"wa-onboard{_flag(ctx)} disconnect"
+        _out(f"  it keeps trying on its own (pid {current.pid}); stop it with: {stop}")
+        return 1
     _out(f"not connected ({current.state.value}){': ' + current.message if current.message else ''}")
     if current.hint:
         _out(f"  hint: {current.hint}")

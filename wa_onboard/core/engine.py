@@ -36,6 +36,12 @@ class Failure(str, enum.Enum):
     """Key login failed where no prompt is allowed (daily connect, reconnect)."""
     PORT_BUSY = "port-busy"
     """The local port is held by another process."""
+    PORT_PRIVILEGED = "port-privileged"
+    """The system refuses us the local port itself (below 1024 only root may listen)."""
+    TUNNEL_CLOSED = "tunnel-closed"
+    """Nothing listens on the tunnel's local port any more (its ssh ended)."""
+    SSH_MISSING = "ssh-missing"
+    """No OpenSSH client on this laptop's PATH."""
     FORWARD_REFUSED = "forward-refused"
     """Nothing listens on the workstation's hub port."""
     HUB_UNAVAILABLE = "hub-unavailable"
@@ -44,6 +50,13 @@ class Failure(str, enum.Enum):
     """404 for the health URL: the base URL is wrong."""
     TIMEOUT = "timeout"
     OTHER = "other"
+
+
+INSTALL_SSH_HINT = (
+    "install the OpenSSH client (Debian/Ubuntu: sudo apt install openssh-client; Fedora: sudo dnf install "
+    "openssh-clients; macOS has it), or use --engine paramiko"
+)
+"""What to do without an ``ssh`` on PATH: every command that needs one says the same."""
 
 
 class ConnectError(WaError):

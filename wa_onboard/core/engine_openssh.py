@@ -15,6 +15,9 @@ import collections
 import contextlib
 import os
 import re
+import shutil
+import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -24,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wa_onboard.core import known_hosts, prestart, sshfiles, tunnelstate, validate
-from wa_onboard.core.engine import ConnectError, Failure
+from wa_onboard.core.engine import INSTALL_SSH_HINT, ConnectError, Failure
 from wa_onboard.core.profile import DEFAULT_PROFILE, Profile
 from wa_onboard.core.prompts import OTP_WORDS, HostKeyQuestion, Prompter, SecretQuestion, secret_kind
 from wa_onboard.core.remote import RemoteShell, SubprocessShell
@@ -284,6 +287,20 @@ class OpenSshEngine:
         match = re.search(r"pid=(\d+)", out)
         return int(match.group(1)) if code == 0 and match else None
 
+    def _live_master_or_clean(self, hop: Hop) -> int | None:
+        """The pid of a live master for ``hop``; a socket no master answers any more (left by a
+        crashed or killed master) is removed, so that the master we start next can listen there.
+        With it in place ssh would say "already exists, disabling multiplexing", still print our
+        marker, and every later ``-O`` command and BatchMode shell would find no master."""
+        code, out = self._control(hop, "check")
+        match = re.search(r"pid=(\d+)", out)
+        if code == 0 and match:
+            return int(match.group(1))
+        stale = re.search(r"Control socket connect\((?P<path>.+)\): Connection refused", out)
+        if stale:
+            remove_stale_socket(stale.group("path"))
+        return None
+
     def pids(self) -> set[int]:
         """Processes of ours that may hold a forwarded port (the workstation master)."""
         pid = self.master_pid(self.ws_hop)
@@ -294,6 +311,12 @@ class OpenSshEngine:
     def login(
         self, prompter: Prompter, *, interactive: bool = True, forward: tuple[int, int] | None = None
     ) -> None:
+        if shutil.which(self.ssh) is None:
+            raise ConnectError(
+                Failure.SSH_MISSING,
+                f"the OpenSSH client ({self.ssh}) is not installed or not on PATH",
+                INSTALL_SSH_HINT,
+            )
         if not sshfiles.has_control_master():
             raise ConnectError(
                 Failure.OTHER,
@@ -319,7 +342,7 @@ class OpenSshEngine:
                     if exc.failure is not Failure.HOST_KEY_REJECTED:
                         raise
                     # it started before the CLI trusted the host key: once more, afresh
-            if maybe_live and self.master_pid(hop) is not None:
+            if maybe_live and self._live_master_or_clean(hop) is not None:
                 if hop is self.ws_hop and forward is not None:
                     self.forward(*forward)
                 continue
@@ -601,6 +624,38 @@ def _control_sockets_exist() -> bool:
             return any(entry.name.startswith("cm-") for entry in entries)
     except OSError:
         return True  # cannot tell: ask the masters
+
+
+def remove_stale_socket(path: str) -> bool:
+    """Remove a control socket of ours that no process listens on (connect() is refused). Only a
+    socket, only in our control directory, and only when no master answers: never a live one."""
+    if sys.platform == "win32":  # no control masters there (and no AF_UNIX to ask)
+        return False
+    target = os.path.abspath(path)  # noqa: PTH100
+    if os.path.dirname(target) != os.path.abspath(sshfiles.control_dir()):  # noqa: PTH100, PTH120
+        return False
+    if not os.path.basename(target).startswith("cm-"):  # noqa: PTH119
+        return False
+    try:
+        if not stat.S_ISSOCK(os.lstat(target).st_mode):
+            return False
+    except OSError:
+        return False
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(2.0)
+        probe.connect(target)
+    except ConnectionRefusedError:
+        pass  # nobody listens: stale
+    except OSError:
+        return False  # cannot tell (busy, timeout): leave it
+    else:
+        return False  # a live master after all
+    finally:
+        probe.close()
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(target)  # noqa: PTH108
+    return True
 
 
 def our_ssh_processes(config: str, aliases: tuple[str, ...]) -> list[int]:

@@ -38,7 +38,7 @@ from wa_onboard.core.engine import ConnectError, Engine, Failure
 from wa_onboard.core.errors import Cancelled
 from wa_onboard.core.profile import DEFAULT_PROFILE, Profile
 from wa_onboard.core.prompts import HostKeyQuestion, Prompter, SecretQuestion, secret_kind
-from wa_onboard.core.remote import REMOTE_COMMAND, LineCallback, MarkerParser, RemoteResult, wrap
+from wa_onboard.core.remote import REMOTE_COMMAND, LineCallback, MarkerParser, RemoteResult, Wrapped, wrap
 
 log = logging.getLogger(__name__)
 
@@ -582,27 +582,57 @@ class ChannelShell:
         self.hop = hop
 
     def run(self, script: str, *, timeout: float = 60.0, on_line: LineCallback | None = None) -> RemoteResult:
+        """Every wait is bounded by ``timeout``: opening the channel, the server's answer to exec
+        (paramiko waits for it without a limit), the output and the exit status. When time is up the
+        channel is closed, which wakes whatever waits on it."""
         wrapped = wrap(script)
         parser = MarkerParser(wrapped, on_line)
         started = time.monotonic()
-        try:
-            channel = self.transport.open_session(timeout=timeout)
-            channel.exec_command(REMOTE_COMMAND)
-        except _CHANNEL_ERRORS as exc:
-            return RemoteResult(255, "", f"{self.hop}: {exc}", seconds=time.monotonic() - started)
         expired = threading.Event()
+        opened: list[paramiko.Channel] = []
+        guard = threading.Lock()
 
         def expire() -> None:
-            expired.set()
-            channel.close()
+            with guard:
+                expired.set()
+                channels = list(opened)
+            for channel in channels:
+                channel.close()
 
         timer = threading.Timer(timeout, expire)
         timer.daemon = True
+        timer.start()
+        try:
+            return self._run(wrapped, parser, opened, guard, expired, started, timeout)
+        finally:
+            timer.cancel()
+
+    def _run(
+        self,
+        wrapped: Wrapped,
+        parser: MarkerParser,
+        opened: list[paramiko.Channel],
+        guard: threading.Lock,
+        expired: threading.Event,
+        started: float,
+        timeout: float,
+    ) -> RemoteResult:
+        try:
+            channel = self.transport.open_session(timeout=timeout)
+            with guard:
+                opened.append(channel)
+                late = expired.is_set()
+            if late:
+                channel.close()
+            channel.exec_command(REMOTE_COMMAND)  # waits for the server's reply: the timer bounds it
+        except _CHANNEL_ERRORS as exc:
+            if expired.is_set():
+                return parser.result(-1, expired=True, stderr=f"{self.hop}: no answer", started=started)
+            return RemoteResult(255, "", f"{self.hop}: {exc}", seconds=time.monotonic() - started)
         errors: list[bytes] = []
         err_reader = threading.Thread(
             target=lambda: errors.append(channel.makefile_stderr("rb").read()), daemon=True
         )
-        timer.start()
         err_reader.start()
         try:
             with contextlib.suppress(*_CHANNEL_ERRORS):
@@ -613,7 +643,6 @@ class ChannelShell:
                     parser.feed(raw.decode("utf-8", errors="replace"))
             code = channel.recv_exit_status()
         finally:
-            timer.cancel()
             channel.close()
         err_reader.join(timeout=5)
         stderr = b"".join(errors).decode("utf-8", errors="replace")

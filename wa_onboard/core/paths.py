@@ -38,6 +38,25 @@ def ssh_dir() -> Path:
     return Path(prestart.ssh_dir())  # one definition: the prestart reads it before paths loads
 
 
+def control_dir() -> Path:
+    """Where control sockets live: our ssh dir, or a short private dir when that path is too long
+    (checked with lstat before use: prestart.private_dir_problem)."""
+    folder = prestart.control_dir()
+    if Path(folder) == ssh_dir():
+        return Path(folder)
+    problem = prestart.private_dir_problem(folder)
+    if problem is not None:
+        from wa_onboard.core.errors import WaError
+
+        raise WaError(
+            f"{folder} {problem}: it is not a private folder of yours, and control sockets there "
+            "could be taken over",
+            "if it is yours, remove it and try again; if not, tell the computer's admins, and meanwhile "
+            "set XDG_RUNTIME_DIR to a private folder of yours with a short path",
+        )
+    return Path(folder)
+
+
 def key_file() -> Path:
     """The dedicated key, made on first setup."""
     return Path.home().absolute() / ".ssh" / "wa_onboard_ed25519"

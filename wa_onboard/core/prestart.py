@@ -21,7 +21,7 @@ Python processes and ssh's key exchange now share the 2 cores.
 This module imports only ``os`` and ``sys`` at the top: it runs before everything else.
 """
 
-# ruff: noqa: PTH100, PTH111, PTH118, PTH123, PTH208 - os.path, not pathlib: pathlib costs ~5 ms to import here
+# ruff: noqa: PTH100, PTH102, PTH111, PTH118, PTH123, PTH208 - os.path, not pathlib: pathlib costs ~5 ms to import here
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ _HASH_LEN = 40  # %C is a SHA1 in hex
 
 def control_dir() -> str:
     """Where control sockets live: our ssh dir, or a short dir when that path is too long for a
-    socket (sshfiles.control_dir creates it and checks that it is private)."""
+    socket (paths.control_dir creates it and checks that it is private: private_dir_problem)."""
     preferred = ssh_dir()
     if len(preferred) + len("/cm-") + _HASH_LEN <= _SOCKET_PATH_MAX:
         return preferred
@@ -65,6 +65,49 @@ def control_dir() -> str:
 
         base = tempfile.gettempdir()
     return os.path.join(base, f"wa-onboard-{os.getuid() if hasattr(os, 'getuid') else 0}")
+
+
+def private_dir_problem(path: str) -> str | None:
+    """Make ``path`` (0700) when absent, then vouch for it: what is wrong with it, or None.
+
+    The short control folder lives in a shared place (/tmp), where another user may have put a
+    symlink or a folder of their own under our name first, to receive our control sockets (and
+    with them our logged-in connections). So ``lstat`` comes before anything that follows a link or
+    changes a mode: a symlink or another user's folder is refused untouched; only our own real
+    folder is tightened to 0700, through a descriptor that cannot follow a link swapped in."""
+    if sys.platform == "win32":  # no control sockets there
+        return None
+    import stat  # already loaded by os: free
+
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        return f"cannot be made ({exc.strerror})"
+    try:
+        info = os.lstat(path)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    if stat.S_ISLNK(info.st_mode):
+        return "is a symbolic link"
+    if not stat.S_ISDIR(info.st_mode):
+        return "is not a folder"
+    if info.st_uid != os.getuid():
+        return "belongs to another user"
+    if info.st_mode & 0o077:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError as exc:
+            return f"cannot be opened ({exc.strerror})"
+        try:
+            now = os.fstat(fd)
+            if (now.st_dev, now.st_ino, now.st_uid) != (info.st_dev, info.st_ino, info.st_uid):
+                return "was replaced while it was checked"
+            os.fchmod(fd, 0o700)
+        finally:
+            os.close(fd)
+    return None
 
 
 def alias_names(profile_name: str = DEFAULT_PROFILE) -> tuple[str, str]:
@@ -244,8 +287,11 @@ def _worth_it(profile_name: str) -> bytes | None:
             config = handle.read()
     except OSError:
         return None  # not set up yet
+    sockets = control_dir()
+    if sockets != ssh_dir() and private_dir_problem(sockets) is not None:
+        return None  # the CLI's own path refuses it and says why
     try:
-        with os.scandir(control_dir()) as entries:
+        with os.scandir(sockets) as entries:
             if any(entry.name.startswith("cm-") for entry in entries):
                 return None
     except FileNotFoundError:
@@ -314,7 +360,11 @@ def _speculate(name: str, config: bytes, orders: int, ready: int) -> int:  # pra
     jump = alias_names(name)[0]
     marker = new_marker()
     argv = master_argv("ssh", os.path.join(ssh_dir(), "config"), jump, marker, interactive=False)
-    prestarted = Prestarted(spawn_master(argv), marker, jump, config)
+    prestarted: Prestarted | None
+    try:
+        prestarted = Prestarted(spawn_master(argv), marker, jump, config)
+    except Exception:  # no ssh on PATH: the supervisor's own login says so, with the fix
+        prestarted = None
     try:
         from wa_onboard.core import supervisor  # the heavy part, while ssh logs in
 
@@ -327,4 +377,5 @@ def _speculate(name: str, config: bytes, orders: int, ready: int) -> int:  # pra
         os.close(orders)
         return supervisor.serve_prestarted(got, name, ready, prestarted)
     finally:
-        prestarted.discard()  # unless adopted (then the engine owns it, and it is long gone here)
+        if prestarted is not None:
+            prestarted.discard()  # unless adopted (then the engine owns it, and it is long gone here)

@@ -100,8 +100,9 @@ class Profile:
 
     @property
     def url(self) -> str:
-        """What the member's browser opens."""
-        return f"http://localhost:{self.local_port}{self.base_url}/"
+        """What the member's browser opens: 127.0.0.1, where our forward listens, not localhost
+        (browsers try [::1] first for that name, where another program could answer)."""
+        return f"http://127.0.0.1:{self.local_port}{self.base_url}/"
 
     def require_complete(self) -> None:
         if not self.is_complete:

@@ -52,18 +52,8 @@ def has_control_master() -> bool:
 
 
 def control_dir() -> Path:
-    """Where control sockets live: our ssh dir, or a short private dir when that path is too long."""
-    short = Path(prestart.control_dir())
-    if short == paths.ssh_dir():
-        return short
-    paths.ensure_private_dir(short)
-    info = short.lstat()
-    if hasattr(os, "getuid") and (info.st_uid != os.getuid() or info.st_mode & 0o077):
-        raise WaError(
-            f"{short} is not a private directory of yours (control sockets would be exposed)",
-            f"remove {short} and try again",
-        )
-    return short
+    """Where control sockets live (paths.control_dir: checked before use)."""
+    return paths.control_dir()
 
 
 # --- what may be written into an ssh_config -------------------------------------------------------

@@ -41,7 +41,15 @@ EngineFactory = Callable[[bool], Engine]
 """Makes a fresh engine; the flag says it is for a reconnect (short connect timeout)."""
 
 #: failures a reconnect loop must not retry: a person has to act
-STOP_FAILURES = frozenset({Failure.PASSWORD_NEEDED, Failure.HOST_KEY_CHANGED, Failure.HOST_KEY_REJECTED})
+STOP_FAILURES = frozenset(
+    {
+        Failure.PASSWORD_NEEDED,
+        Failure.HOST_KEY_CHANGED,
+        Failure.HOST_KEY_REJECTED,
+        Failure.PORT_PRIVILEGED,
+        Failure.SSH_MISSING,
+    }
+)
 RECONNECT_CONNECT_TIMEOUT = 3
 """Seconds per TCP connect while reconnecting: a fresh SYN soon after the network returns."""
 
@@ -174,7 +182,7 @@ def _probe_os_error(reason: object, remote_port: int, latency: float) -> Probe:
     if isinstance(reason, TimeoutError):
         return Probe(False, Failure.TIMEOUT, "no answer through the tunnel (timed out)", latency_ms=latency)
     if isinstance(reason, ConnectionRefusedError):
-        return Probe(False, Failure.OTHER, "the tunnel's local port is closed", latency_ms=latency)
+        return Probe(False, Failure.TUNNEL_CLOSED, "the tunnel's local port is closed", latency_ms=latency)
     where = f"port {remote_port}" if remote_port else "the hub's port"
     return Probe(
         False,
@@ -238,6 +246,16 @@ def make_engine(profile: Profile, profile_name: str, *, reconnecting: bool = Fal
     return OpenSshEngine(profile, profile_name, connect_timeout=timeout)
 
 
+def _privileged_port(port: int) -> ConnectError:
+    """The system, not another program, refuses us the port: say that (not "in use")."""
+    return ConnectError(
+        Failure.PORT_PRIVILEGED,
+        f"port {port} is a privileged port: only root may listen on ports below "
+        f"{tunnelstate.PRIVILEGED_BELOW} on this laptop (nothing else is using it)",
+        f"choose a port from {tunnelstate.PRIVILEGED_BELOW} up, e.g. --local-port 8000",
+    )
+
+
 def _owned_pids(engine: Engine) -> set[int]:
     pids: Callable[[], set[int]] | None = getattr(engine, "pids", None)
     return (pids() if pids else set()) | {os.getpid()}
@@ -282,11 +300,16 @@ class Supervisor:
         self.reconnects = 0
         self.hub_version: str | None = None
         self.started = time.time()
+        self.reconnect_attempt = 0
+        self.reconnect_since: float | None = None
+        self.last_error = ""
         self.status = TunnelStatus(profile_name, TunnelState.DOWN, local_port=self.local_port)
 
     @property
     def url(self) -> str:
-        return f"http://localhost:{self.local_port}{self.profile.base_url}/"
+        """127.0.0.1, not localhost: browsers try [::1] first for localhost, where another program
+        may listen; 127.0.0.1:PORT is our forward's own address (see Profile.url)."""
+        return hub_url(self.local_port, self.profile.base_url, "/")
 
     def _publish(
         self,
@@ -334,6 +357,9 @@ class Supervisor:
                         message=message,
                         hint=hint,
                         failure=failure.value if failure else "",
+                        reconnect_attempt=self.reconnect_attempt,
+                        reconnect_since=self.reconnect_since,
+                        last_error=self.last_error,
                     )
                 )
             if self.on_status is not None:
@@ -358,6 +384,8 @@ class Supervisor:
             self.stop_engine()
             if isinstance(exc, ConnectError):
                 self._publish(TunnelState.DOWN, exc.message, exc.hint, exc.failure)
+            elif isinstance(exc, Exception):  # never leave "connecting" behind for status to repeat
+                self._publish(TunnelState.DOWN, f"failed: {exc}", "run wa-onboard doctor", Failure.OTHER)
             raise
         self.since = time.time()
         self.hub_version = version
@@ -365,8 +393,12 @@ class Supervisor:
 
     def _login_and_forward(self, engine: Engine, prompter: Prompter, interactive: bool) -> None:
         """Log in and forward the local port. A free port goes with the login (OpenSSH's new master
-        listens on it from the start: one ``ssh -O forward`` less); a busy one is looked at after."""
-        if tunnelstate.port_is_free(self.local_port):
+        listens on it from the start: one ``ssh -O forward`` less); a busy one is looked at after.
+        A port the system refuses us is said before any login."""
+        state = tunnelstate.port_state(self.local_port)
+        if state is tunnelstate.PortState.DENIED:
+            raise _privileged_port(self.local_port)
+        if state is tunnelstate.PortState.FREE:
             forward = (self.local_port, self.profile.remote_port)
             engine.login(prompter, interactive=interactive, forward=forward)
             return
@@ -376,9 +408,12 @@ class Supervisor:
     def _forward(self, engine: Engine) -> None:
         """Pick the local port (reusing our own forward, avoiding a foreign holder) and forward it."""
         port = self.local_port
-        if tunnelstate.port_is_free(port):
+        state = tunnelstate.port_state(port)
+        if state is tunnelstate.PortState.FREE:
             engine.forward(port, self.profile.remote_port)
             return
+        if state is tunnelstate.PortState.DENIED:
+            raise _privileged_port(port)
         holder = tunnelstate.port_holder(port)
         if holder is not None and holder.pid in _owned_pids(engine):
             self.log.info("port %d: reusing our own forward (%s)", port, holder)
@@ -417,7 +452,7 @@ class Supervisor:
                 self._publish(TunnelState.DOWN, probe.message, probe.hint, probe.failure)
                 continue
             self.log.info("path lost: %s", probe.message)
-            if not self._reconnect(stop):
+            if not self._reconnect(stop, probe.message):
                 break
         return self.status
 
@@ -432,12 +467,23 @@ class Supervisor:
             return bool(ping and ping(self.probe_timeout))
         return False
 
-    def _reconnect(self, stop: threading.Event) -> bool:
-        """Key only, capped backoff; False when a person must act (or we were stopped)."""
+    def _reconnect(self, stop: threading.Event, lost: str = "connection lost") -> bool:
+        """Key only, capped backoff; False when a person must act (or we were stopped). The state
+        file says which attempt runs, since when, and why the last one failed (``status`` shows it)."""
+        self.reconnect_since, self.reconnect_attempt = time.time(), 0
+        self.last_error = lost
         self._publish(TunnelState.RECONNECTING, "connection lost; reconnecting")
         self.stop_engine()
         self.backoff.reset()
+        try:
+            return self._reconnect_attempts(stop)
+        finally:
+            self.reconnect_since, self.reconnect_attempt, self.last_error = None, 0, ""
+
+    def _reconnect_attempts(self, stop: threading.Event) -> bool:
         while not stop.is_set():
+            self.reconnect_attempt += 1
+            self._publish(TunnelState.RECONNECTING, f"reconnecting (attempt {self.reconnect_attempt})")
             engine = self.engine_factory(True)
             self.engine = engine
             try:
@@ -447,10 +493,16 @@ class Supervisor:
                 if exc.failure in STOP_FAILURES:
                     self._publish(TunnelState.DOWN, exc.message, exc.hint, exc.failure)
                     return False
-                self._publish(TunnelState.RECONNECTING, f"reconnecting: {exc.message}", exc.hint)
+                self.last_error = exc.message
+                self._publish(
+                    TunnelState.RECONNECTING,
+                    f"reconnecting (attempt {self.reconnect_attempt}): {exc.message}",
+                    exc.hint,
+                )
                 stop.wait(self.backoff.next())
                 continue
             self.reconnects += 1
+            self.reconnect_since, self.reconnect_attempt, self.last_error = None, 0, ""
             probe = probe_hub(self.local_port, self.profile.base_url, self.profile.remote_port, 10.0)
             if probe.ok:
                 self.since = time.time()
@@ -503,11 +555,22 @@ def verify_status(profile_name: str, profile: Profile | None = None) -> TunnelSt
         "since": record.since,
         "reconnects": record.reconnects,
     }
+    if state is TunnelState.RECONNECTING:
+        return TunnelStatus(profile_name, state, message=_reconnecting(record), hint=record.hint, **common)
     if state is not TunnelState.UP:
         return TunnelStatus(profile_name, state, message=record.message, hint=record.hint, **common)
     base = record.base_url
     probe = probe_hub(port, base, record.remote_port)
     if not probe.ok:
+        if probe.failure in (Failure.TUNNEL_CLOSED, Failure.TIMEOUT):
+            # the supervisor (alive, checked above) notices within seconds and reconnects on its own
+            return TunnelStatus(
+                profile_name,
+                TunnelState.RECONNECTING,
+                message=f"{probe.message}: the connection was lost just now; the background tunnel "
+                f"(pid {record.pid}) reconnects on its own",
+                **common,
+            )
         return TunnelStatus(profile_name, TunnelState.DOWN, message=probe.message, hint=probe.hint, **common)
     return TunnelStatus(
         profile_name,
@@ -517,6 +580,18 @@ def verify_status(profile_name: str, profile: Profile | None = None) -> TunnelSt
         message="connected",
         **common,
     )
+
+
+def _reconnecting(record: TunnelRecord) -> str:
+    """``reconnecting since 10:42:07, attempt 3; last error: cannot reach the jump host ...``"""
+    text = "reconnecting"
+    if record.reconnect_since:
+        text += " since " + time.strftime("%H:%M:%S", time.localtime(record.reconnect_since))
+    if record.reconnect_attempt:
+        text += f", attempt {record.reconnect_attempt}"
+    if record.last_error:
+        text += f"; last error: {record.last_error}"
+    return text
 
 
 def spawn_detached(
@@ -803,7 +878,9 @@ def _notify_ready(fd: int | None) -> StatusCallback | None:
     return notify
 
 
-def serve_prestarted(orders: bytes, profile_name: str, ready_fd: int, early: prestart.Prestarted) -> int:
+def serve_prestarted(
+    orders: bytes, profile_name: str, ready_fd: int, early: prestart.Prestarted | None
+) -> int:
     """The speculative supervisor got its orders from the CLI (core/prestart): serve, with its jump
     master handed to the first engine (which adopts it only if it is the master it would start)."""
     given = json.loads(orders)

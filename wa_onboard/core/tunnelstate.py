@@ -8,6 +8,8 @@ dies with the process), not by a pid that may have been reused. Also here: who h
 from __future__ import annotations
 
 import contextlib
+import enum
+import errno
 import json
 import logging
 import logging.handlers
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import IO
 
 from wa_onboard.core import paths
+from wa_onboard.core.prestart import DEFAULT_PROFILE
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,12 @@ class TunnelRecord:
     hint: str = ""
     failure: str = ""
     """A Failure value when the supervisor stopped on a failure."""
+    reconnect_attempt: int = 0
+    """While reconnecting: the attempt under way (1, 2, ...); 0 otherwise."""
+    reconnect_since: float | None = None
+    """While reconnecting: Unix time the connection was lost."""
+    last_error: str = ""
+    """While reconnecting: why the last attempt failed (or what was lost)."""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
@@ -209,14 +218,59 @@ def process_cmdline(pid: int) -> list[str] | None:
 
 
 def is_our_supervisor(pid: int, profile_name: str) -> bool:
-    """The pid is alive and is a wa-onboard process (so a reused pid is not mistaken for ours)."""
+    """The pid is alive and is this profile's supervisor by its argv (so a reused pid, or a
+    ``less .../wa-onboard/x.log``, is never mistaken for ours, nor signalled)."""
     if not process_alive(pid):
         return False
     argv = process_cmdline(pid)
     if argv is None:
         return sys.platform == "win32"  # no way to look; the lock vouches for it
-    text = " ".join(argv)
-    return "wa_onboard" in text or "wa-onboard" in text
+    return supervisor_argv_matches(argv, profile_name)
+
+
+#: the CLI commands whose process holds a profile's lock (``connect``; forked by ``connect --detach``
+#: and ``open``)
+_SUPERVISING_COMMANDS = frozenset({"connect", "open"})
+#: interpreter options that take a value (``python -X dev -m ...``)
+_PY_OPTIONS_WITH_VALUE = frozenset({"-X", "-W", "-Q"})
+
+
+def supervisor_argv_matches(argv: list[str], profile_name: str) -> bool:
+    """The argv shapes of our supervisors, and only those: a Python interpreter running
+    ``-m wa_onboard.core.supervisor --profile NAME`` (spawned), or our CLI (``-m wa_onboard`` or
+    the ``wa-onboard`` script) with ``connect``/``open`` for this profile (forked from it)."""
+    if not argv or not re.fullmatch(r"python[0-9.]*[a-z]?(\.exe)?", _basename(argv[0]).lower()):
+        return False
+    i = 1
+    while i < len(argv) and argv[i].startswith("-") and argv[i] != "-m":
+        i += 2 if argv[i] in _PY_OPTIONS_WITH_VALUE else 1
+    if i >= len(argv):
+        return False
+    if argv[i] == "-m":
+        module, rest = (argv[i + 1] if i + 1 < len(argv) else ""), argv[i + 2 :]
+        if module == "wa_onboard.core.supervisor":
+            return _profile_of(rest) == profile_name
+        if module != "wa_onboard":
+            return False
+    elif _basename(argv[i]).lower() in ("wa-onboard", "wa-onboard-script.py"):
+        rest = argv[i + 1 :]
+    else:
+        return False
+    return bool(_SUPERVISING_COMMANDS & set(rest)) and _profile_of(rest) == profile_name
+
+
+def _basename(path: str) -> str:
+    return re.split(r"[\\/]", path)[-1]
+
+
+def _profile_of(args: list[str]) -> str:
+    """The ``--profile`` an argv names (the default when none)."""
+    for i, arg in enumerate(args):
+        if arg == "--profile" and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith("--profile="):
+            return arg.split("=", 1)[1]
+    return DEFAULT_PROFILE
 
 
 # --- local ports ---------------------------------------------------------------------------------
@@ -231,20 +285,63 @@ class PortHolder:
         return f"{self.name} (pid {self.pid})" if self.pid else self.name
 
 
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    """Can we listen on host:port? (SO_REUSEADDR like ssh, so TIME_WAIT does not count as busy.)"""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+class PortState(str, enum.Enum):
+    """What binding a local port for the forward would meet."""
+
+    FREE = "free"
+    BUSY = "busy"
+    """Another program listens on 127.0.0.1 or [::1] (either wins ``localhost`` in a browser)."""
+    DENIED = "denied"
+    """The system refuses us the port itself: below 1024 only root (Administrator) may listen."""
+
+
+#: Ports below this one are privileged on POSIX systems (Linux: ``net.ipv4.ip_unprivileged_port_start``).
+PRIVILEGED_BELOW = 1024
+
+
+def port_state(port: int) -> PortState:
+    """Can we listen on port ``port`` of the loopback? Both loopbacks count: browsers try ``[::1]``
+    first for ``localhost``, so a program there hides our forward from anyone typing that name."""
+    state = _bind_state(socket.AF_INET, "127.0.0.1", port)
+    if state is PortState.FREE:
+        state = _bind_state(socket.AF_INET6, "::1", port)
+    return state
+
+
+def _bind_state(family: socket.AddressFamily, host: str, port: int) -> PortState:
+    """Bind, and tell why it fails (SO_REUSEADDR like ssh, so TIME_WAIT does not count as busy)."""
+    try:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    except OSError:
+        return PortState.FREE  # no IPv6 on this laptop: nothing can listen on [::1] either
+    with sock:
         if os.name == "posix":
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         try:
             sock.bind((host, port))
-        except OSError:
-            return False
-    return True
+        except OSError as exc:
+            return bind_error_state(exc, ipv6=family == socket.AF_INET6)
+    return PortState.FREE
+
+
+def bind_error_state(exc: OSError, *, ipv6: bool = False) -> PortState:
+    """EACCES is the system refusing the port (privileged), not another program holding it."""
+    if exc.errno == errno.EACCES or isinstance(exc, PermissionError):
+        return PortState.DENIED
+    if ipv6 and exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+        return PortState.FREE  # no ::1 configured: no one can take it
+    return PortState.BUSY
+
+
+def port_is_free(port: int) -> bool:
+    """Can we listen on ``port`` on both loopbacks (see port_state)?"""
+    return port_state(port) is PortState.FREE
 
 
 def next_free_port(start: int, tries: int = 100) -> int | None:
-    for port in range(start, min(start + tries, 65536)):
+    for port in range(max(start, 1), min(start + tries, 65536)):
         if port_is_free(port):
             return port
     return None
