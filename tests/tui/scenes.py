@@ -14,10 +14,17 @@ from pathlib import Path
 from textual.pilot import Pilot
 
 from wa_onboard.core.profile import Profile, ProfileStore
-from wa_onboard.core.prompts import SecretQuestion
 from wa_onboard.core.results import StepStatus, TunnelState
 from wa_onboard.tui.app import WaApp, make_app
-from wa_onboard.tui.fake import FakeBackend, FakeStep, FakeTunnel, demo_steps, status
+from wa_onboard.tui.fake import (
+    FakeBackend,
+    FakeStep,
+    FakeTunnel,
+    conda_failure,
+    demo_steps,
+    mfa_question,
+    status,
+)
 
 SINCE = 1_700_000_000.0
 NOW = SINCE + 3723  # uptime 1h 02m
@@ -140,10 +147,7 @@ async def _password(pilot: Pilot[int]) -> None:
 def _mfa_backend() -> FakeBackend:
     fake = FakeBackend()
     login = next(s for s in fake.steps if s.id == "login")
-    hop = "bbadger@best-tux.cae.wisc.edu"
-    login.questions = [
-        SecretQuestion("(bbadger@best-tux.cae.wisc.edu) Verification code:", hop, kind="otp"),
-    ]
+    login.questions = [mfa_question()]
     return fake
 
 
@@ -172,12 +176,7 @@ def _conda_fails_backend() -> FakeBackend:
     for step in fake.steps:
         step.questions = []
         if step.id == "env":
-            step.fail = (
-                "conda could not create env 'wa': PackagesNotFoundError",
-                "check the python version in the profile (Advanced: Python), then press r to retry",
-                "PackagesNotFoundError: The following packages are not available from current channels:\n"
-                "  - python=3.99",
-            )
+            step.fail = conda_failure("3.99")
     return fake
 
 
