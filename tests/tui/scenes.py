@@ -70,9 +70,9 @@ async def answer_confirm(pilot: Pilot[int], key: str = "y") -> None:
 
 
 def row_status(app: WaApp, step_id: str) -> StepStatus:
-    from wa_onboard.tui.widgets import StepRow
+    from wa_onboard.tui.widgets import StepRow, widget_id
 
-    return app.screen.query_one(f"#step-{step_id}", StepRow).status
+    return app.screen.query_one(f"#{widget_id('step', step_id)}", StepRow).status
 
 
 @dataclass

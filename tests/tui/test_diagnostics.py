@@ -16,7 +16,7 @@ from wa_onboard.core.results import CheckResult, CheckStatus
 from wa_onboard.tui.app import WaApp, make_app
 from wa_onboard.tui.diagnostics import DiagnosticsScreen
 from wa_onboard.tui.fake import FakeBackend, demo_checks
-from wa_onboard.tui.widgets import CheckRow
+from wa_onboard.tui.widgets import CheckRow, widget_id
 
 MEMBER = Profile(user="bbadger")
 
@@ -135,3 +135,45 @@ def test_a_missing_doctor_is_said_not_crashed(tmp_path: Path) -> None:
             return str(screen.query_one("#doctor-summary").render())
 
     assert "not part of this version yet → update wa-onboard" in asyncio.run(scenario())
+
+
+def real_checks() -> list[CheckResult]:
+    """One result per check of the real doctor's registry (their ids have dots: "local.profile")."""
+    from wa_onboard.core.doctor import REGISTRY
+
+    statuses = [CheckStatus.OK, CheckStatus.WARN, CheckStatus.FAIL, CheckStatus.SKIP]
+    return [
+        CheckResult(check.id, check.layer, statuses[index % 4], f"{check.id} said something", hint="do X")
+        for index, check in enumerate(REGISTRY.checks)
+    ]
+
+
+def test_the_real_doctors_check_ids_open_without_a_crash(tmp_path: Path) -> None:
+    """Every id of the real registry becomes a row (it crashed with BadIdentifier on 'check-local.profile')."""
+    checks = real_checks()
+    fake = FakeBackend(checks=checks)
+
+    async def scenario() -> list[str]:
+        app = diagnostics_app(tmp_path, fake)
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = await open_diagnostics(pilot, app)
+            await wait_for(pilot, lambda: not screen.running, "the checks")
+            await pilot.pause()
+            assert screen_name(app) == "DiagnosticsScreen"
+            profile_row = screen.query_one(f"#{widget_id('check', 'local.profile')}", CheckRow)
+            assert profile_row.result.id == "local.profile"
+            return [row.result.id for row in screen.query(CheckRow)]
+
+    assert asyncio.run(scenario()) == [c.id for c in checks]
+
+
+def test_widget_ids_are_valid_and_distinct_for_any_key() -> None:
+    from textual.dom import check_identifiers
+
+    from wa_onboard.core.doctor import REGISTRY
+
+    keys = [c.id for c in REGISTRY.checks] + ["a.b", "a_b", "a-b", "a_2eb", "ü", "x y", "_", ""]
+    ids = [widget_id("check", key) for key in keys]
+    check_identifiers("id", *ids)
+    assert len(set(ids)) == len(ids)
+    assert widget_id("step", "key") == "step-key"

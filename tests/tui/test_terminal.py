@@ -6,6 +6,8 @@ done screen) belongs to the lab integration pass: see tests/tui/README.md.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -31,13 +33,13 @@ def spawn(mode: str) -> pexpect.spawn:
     )
 
 
-@pytest.mark.parametrize(("mode", "shown", "keys"), [
-    ("wizard", "Welcome!", ["\x03"]),                 # Ctrl-C on the welcome screen
-    ("wizard", "Welcome!", ["\x11"]),                 # ctrl+q
-    ("dashboard", "connected", ["\x03", "\x03"]),     # Ctrl-C twice: the tunnel question, then leave
-    ("dashboard", "connected", ["q", "s"]),           # quit, stop the tunnel
+@pytest.mark.parametrize(("mode", "shown", "keys", "code"), [
+    ("wizard", "Welcome!", ["\x03"], 130),                 # Ctrl-C on the welcome screen: interrupted
+    ("wizard", "Welcome!", ["\x11"], 0),                   # ctrl+q
+    ("dashboard", "connected", ["\x03", "\x03"], 130),     # Ctrl-C twice: the tunnel question, then leave
+    ("dashboard", "connected", ["q", "s"], 0),             # quit, stop the tunnel
 ])  # fmt: skip
-def test_leaves_a_clean_terminal(mode: str, shown: str, keys: list[str]) -> None:
+def test_leaves_a_clean_terminal(mode: str, shown: str, keys: list[str], code: int) -> None:
     child = spawn(mode)
     child.expect_exact(shown)
     for key in keys:
@@ -49,9 +51,17 @@ def test_leaves_a_clean_terminal(mode: str, shown: str, keys: list[str]) -> None
         child.expect(pexpect.EOF)
     child.close()
     tail = child.before or ""
-    assert child.exitstatus == 0, tail[-500:]
+    assert child.exitstatus == code, tail[-500:]
     assert LEAVE_ALT_SCREEN in tail and SHOW_CURSOR in tail and MOUSE_OFF in tail
     assert "Traceback" not in tail
+
+
+def test_a_crash_in_the_app_does_not_exit_0() -> None:
+    child = spawn("crash")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert "a bug in the app" in (child.before or "")
+    assert child.exitstatus == 1
 
 
 def test_setup_in_a_terminal_opens_the_wizard(tmp_path: Path) -> None:
@@ -68,3 +78,28 @@ def test_setup_in_a_terminal_opens_the_wizard(tmp_path: Path) -> None:
     child.close()
     assert child.exitstatus == 0
     assert 'env = "robots"' in (tmp_path / ".config" / "wa-onboard" / "config.toml").read_text()
+
+
+@pytest.mark.parametrize("set_up", [False, True])
+def test_without_a_terminal_the_bare_command_says_what_to_run_and_exits_2(
+    tmp_path: Path, set_up: bool
+) -> None:
+    """`wa-onboard </dev/null >out` used to draw escape codes into the file forever."""
+    config = tmp_path / "c.toml"
+    if set_up:
+        from wa_onboard.core.profile import Profile, ProfileStore
+
+        ProfileStore(config).save(Profile(user="bbadger"))
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TERM": "xterm-256color",
+           "WA_ONBOARD_CONFIG": str(config)}  # fmt: skip
+    out = tmp_path / "out"
+    with open(os.devnull) as stdin, out.open("w") as stdout:
+        done = subprocess.run(
+            [sys.executable, "-m", "wa_onboard"], cwd=ROOT, env=env, stdin=stdin, stdout=stdout,
+            stderr=subprocess.PIPE, text=True, timeout=30,
+        )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert out.read_text() == ""
+    lines = done.stderr.splitlines()
+    assert "needs a terminal" in lines[0]
+    assert ("wa-onboard connect --detach" if set_up else "wa-onboard setup --no-tui --user") in lines[1]

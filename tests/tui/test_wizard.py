@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import threading
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from tests.tui.scenes import (
 from wa_onboard.core.profile import Profile, ProfileStore
 from wa_onboard.core.prompts import SecretQuestion
 from wa_onboard.core.results import StepStatus
+from wa_onboard.tui import exit_status, say_goodbye
 from wa_onboard.tui.app import make_app
 from wa_onboard.tui.fake import FakeBackend, FakeStep, demo_steps
 from wa_onboard.tui.wizard import check_field
@@ -225,6 +227,28 @@ def test_failure_offers_diagnostics_and_quit(tmp_path: Path) -> None:
 
     assert asyncio.run(scenario()) == 1
     assert fake.doctor_runs == 1
+
+
+def test_quitting_a_failed_setup_says_what_failed_and_how_to_resume(tmp_path: Path) -> None:
+    """The app's screen is gone after it exits: the failure and the resume command stay in the terminal."""
+    fake = FakeBackend(steps=plain_steps())
+    fake.steps[2].fail = ("the jump host does not answer", "check the network", "")
+    out = io.StringIO()
+
+    async def scenario() -> int:
+        app = make_app(fake, ProfileStore(tmp_path / "c.toml"), profile_name="ws7")
+        async with app.run_test(size=(80, 24)) as pilot:
+            await through_form(pilot)
+            await wait_for(pilot, lambda: not app.screen.query_one("#failure").has_class("hidden"), "failure")
+            await pilot.press("q")
+            await wait_for(pilot, lambda: app.return_value is not None, "the app to exit")
+        say_goodbye(app, out)
+        return exit_status(app, app.return_value)
+
+    assert asyncio.run(scenario()) == 1
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("wa-onboard: Failed: ") and "the jump host does not answer" in lines[0]
+    assert lines[1].endswith("wa-onboard --profile ws7 setup")
 
 
 def test_declining_the_host_key_fails_the_login_step(tmp_path: Path) -> None:

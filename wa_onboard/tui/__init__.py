@@ -2,20 +2,80 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import sys
+from typing import TYPE_CHECKING, TextIO
+
+from wa_onboard.core.errors import WaError
+from wa_onboard.core.profile import DEFAULT_PROFILE, Profile
 
 if TYPE_CHECKING:
     from wa_onboard.cli import CommandContext
+    from wa_onboard.tui.app import WaApp
+
+
+class NoTerminal(WaError):
+    """``wa-onboard`` alone with stdin or stdout not a terminal: the app would draw into a file or
+    wait forever on keys that never come. Bad invocation, so exit 2."""
+
+    exit_code = 2
+
+
+def cli_hint(command: str, profile_name: str) -> str:
+    """The command line a member types, with --profile when it is not the default one."""
+    return (
+        f"wa-onboard {command}"
+        if profile_name == DEFAULT_PROFILE
+        else f"wa-onboard --profile {profile_name} {command}"
+    )
+
+
+def require_terminal(profile_name: str, profile: Profile | None) -> None:
+    """Refuse to start the app without a terminal, naming the plain command to run instead."""
+    if sys.stdin.isatty() and sys.stdout.isatty():
+        return
+    if profile is not None and profile.is_complete:
+        hint = (
+            f"run {cli_hint('connect --detach', profile_name)} (or status, open, doctor); "
+            "the app needs a terminal"
+        )
+    else:
+        hint = f"run {cli_hint('setup --no-tui --user YOUR_CAE_USERNAME', profile_name)}"
+    raise NoTerminal("wa-onboard alone opens an app, which needs a terminal (stdin and stdout)", hint)
+
+
+def exit_status(app: WaApp, result: int | None) -> int:
+    """The process's exit code once the app has ended, as the README promises (0, 1, 130).
+
+    A crash leaves ``result`` None and Textual's ``return_code`` non-zero: that must not read as 0."""
+    if app.return_code:
+        return app.return_code
+    return int(result or 0)
+
+
+def say_goodbye(app: WaApp, out: TextIO | None = None) -> None:
+    """After the terminal is restored: what the member must know on leaving (a failed setup's
+    one line and the command that resumes it), as plain text that stays in the scrollback."""
+    stream = out or sys.stderr
+    for line in app.farewell:
+        stream.write(line + "\n")
+    stream.flush()
+
+
+def run_app(app: WaApp) -> int:
+    """Run the app in this terminal; its exit code, after any parting words."""
+    result = app.run()
+    say_goodbye(app)
+    return exit_status(app, result)
 
 
 def launch(ctx: CommandContext) -> int:
     """``wa-onboard`` alone: the wizard when the profile is missing or incomplete, else the dashboard."""
     profile = ctx.load_profile()  # a bad config file is a one-line error before any screen opens
+    require_terminal(ctx.profile_name, profile)
     from wa_onboard.tui.app import make_app
 
     app = make_app(store=ctx.store, profile_name=ctx.profile_name, profile=profile)
-    code = app.run()
-    return int(code or 0)
+    return run_app(app)
 
 
 def launch_setup(ctx: CommandContext) -> int:
@@ -27,4 +87,4 @@ def launch_setup(ctx: CommandContext) -> int:
     args = ctx.args
     backend = RealBackend(assume_yes=args.yes, repair=args.repair, no_browser=args.no_browser)
     app = make_app(backend, ctx.store, ctx.profile_name, profile, wizard=True)
-    return int(app.run() or 0)
+    return run_app(app)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from textual import work
@@ -51,11 +52,11 @@ class WaApp(App[int]):
     """wa-onboard's app: the setup wizard, the tunnel dashboard and the diagnostics screen."""
 
     TITLE = "wa-onboard"
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses live elsewhere
     ENABLE_COMMAND_PALETTE = False
     BINDINGS = [
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
-        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
+        Binding("ctrl+c", "interrupt", "Quit", show=False, priority=True),
         Binding("question_mark,f1", "help", "Help", tooltip="this help"),
         Binding("ctrl+t", "toggle_theme", "Theme", show=False, tooltip="light / dark theme"),
     ]
@@ -84,6 +85,10 @@ class WaApp(App[int]):
         self.last_status: TunnelStatus | None = None
         self.watching = False
         self.exit_code = 0
+        """1 while a setup failure is on screen: quitting then exits 1."""
+        self.farewell: list[str] = []
+        """Printed after the app has left the terminal (a failed setup's line and how to resume)."""
+        self._interrupted = False
         self._cancels: list[threading.Event] = []
         self._quitting = False
 
@@ -229,6 +234,7 @@ class WaApp(App[int]):
                 if active.node is not node or not active.enabled or not binding.description or binding.system:
                     continue
                 action = binding.action.removeprefix("app.")
+                action = "quit" if action == "interrupt" else action  # one line: both leave
                 if action.rsplit(".", 1)[-1] in ("focus_next", "focus_previous", "copy_text"):
                     continue
                 by_action.setdefault(action, ([], binding.tooltip or binding.description))[0].append(
@@ -255,6 +261,11 @@ class WaApp(App[int]):
     async def action_quit(self) -> None:
         self.request_quit()
 
+    async def action_interrupt(self) -> None:
+        """Ctrl-C: leave as ``q`` does, but exit 130 as an interrupted command does."""
+        self._interrupted = True
+        self.request_quit()
+
     def request_quit(self) -> None:
         """Leave; with a live tunnel, first ask whether it keeps running in the background."""
         if self._quitting:
@@ -278,6 +289,8 @@ class WaApp(App[int]):
     def _quit_answered(self, choice: QuitChoice | None) -> None:
         if choice is not None:
             self._finish(choice)
+        else:  # stayed: a later plain quit is not an interruption
+            self._interrupted = False
 
     @work(thread=True, group="quit", exit_on_error=False)
     def _finish(self, choice: QuitChoice = "keep") -> None:
@@ -293,7 +306,7 @@ class WaApp(App[int]):
                 else:
                     session.stop()
         finally:
-            self.call_from_thread(self.exit, self.exit_code)
+            self.call_from_thread(self.exit, 130 if self._interrupted else self.exit_code)
 
 
 def make_app(

@@ -9,8 +9,9 @@ from textual.content import Content
 from textual.widgets import Footer, Label, Static
 
 from wa_onboard.core.results import TunnelState, TunnelStatus
+from wa_onboard.tui import cli_hint
 from wa_onboard.tui.widgets import TitleBar, fmt_uptime
-from wa_onboard.tui.wizard import WaScreen, cli_hint
+from wa_onboard.tui.wizard import WaScreen
 
 STATE_LABELS = {
     TunnelState.CONNECTING: ("◌", "connecting"),

@@ -19,7 +19,7 @@ from wa_onboard.core import paths
 from wa_onboard.core.errors import Cancelled, WaError
 from wa_onboard.core.results import CheckResult, CheckStatus
 from wa_onboard.tui.modals import SaveReportModal
-from wa_onboard.tui.widgets import CheckRow, TitleBar
+from wa_onboard.tui.widgets import CheckRow, TitleBar, widget_id
 from wa_onboard.tui.wizard import WaScreen
 
 #: bottom up, as the doctor checks them
@@ -129,18 +129,17 @@ class DiagnosticsScreen(WaScreen):
     def _section(self, layer: str) -> Vertical:
         """The layer's group, created on its first result and kept in bottom-up order."""
         container = self.query_one("#checks", VerticalScroll)
-        found = container.query(f"#layer-{layer}")
+        found = container.query(f"#{widget_id('layer', layer)}")
         if found:
             return found.first(Vertical)
-        section = Vertical(id=f"layer-{layer}", classes="layer")
+        section = Vertical(id=widget_id("layer", layer), classes="layer")
         section.border_title = LAYERS.get(layer, layer.capitalize())
         order = list(LAYERS)
         rank = order.index(layer) if layer in order else len(order)
         later = [
             child
             for child in container.children
-            if (child.id or "").removeprefix("layer-") in order
-            and order.index((child.id or "").removeprefix("layer-")) > rank
+            if child.id in {widget_id("layer", name) for name in order[rank + 1 :]}
         ]
         if later:
             container.mount(section, before=later[0])

@@ -25,6 +25,19 @@ CHECK_STYLES = {
 }
 
 
+def widget_id(prefix: str, key: str) -> str:
+    """A valid, unique Textual id for a core id: check and step ids have dots ("local.profile").
+
+    Letters, digits and "-" are kept; every other byte becomes "_xx" (its hex), so two keys never
+    share an id and the common case stays readable.
+    """
+    safe = "".join(
+        chr(byte) if chr(byte).isascii() and (chr(byte).isalnum() or chr(byte) == "-") else f"_{byte:02x}"
+        for byte in key.encode()
+    )
+    return f"{prefix}-{safe}"
+
+
 def fmt_seconds(seconds: float) -> str:
     """A step's time: whole seconds are what a member can act on."""
     if seconds < 1:
@@ -48,7 +61,7 @@ class StepRow(Horizontal):
     """One setup step: icon, title (with the summary once finished), and its time."""
 
     def __init__(self, step_id: str, title: str) -> None:
-        super().__init__(id=f"step-{step_id}", classes="step-row -pending")
+        super().__init__(id=widget_id("step", step_id), classes="step-row -pending")
         self.step_id = step_id
         self.title = title
         self.status = StepStatus.PENDING
@@ -77,7 +90,7 @@ class CheckRow(Static):
     """One doctor check: icon, summary, time; the detail and the fix under a warning or failure."""
 
     def __init__(self, result: CheckResult) -> None:
-        super().__init__(classes=f"check-row -{result.status.value}", id=f"check-{result.id}")
+        super().__init__(classes=f"check-row -{result.status.value}", id=widget_id("check", result.id))
         self.result = result
 
     def on_mount(self) -> None:

@@ -18,22 +18,14 @@ from textual.worker import Worker, WorkerState
 from wa_onboard.core import validate
 from wa_onboard.core.errors import Cancelled, InvalidInput, WaError
 from wa_onboard.core.plan import PlanEvent, StepFinished, StepOutput, StepProgress, StepStarted
-from wa_onboard.core.profile import DEFAULT_PROFILE, Profile
+from wa_onboard.core.profile import Profile
 from wa_onboard.core.results import StepStatus
+from wa_onboard.tui import cli_hint
 from wa_onboard.tui.backend import SetupOutcome, StepInfo
 from wa_onboard.tui.widgets import StepRow, TitleBar
 
 if TYPE_CHECKING:
     from wa_onboard.tui.app import WaApp
-
-
-def cli_hint(command: str, profile_name: str) -> str:
-    """The command line a member types, with --profile when it is not the default one."""
-    return (
-        f"wa-onboard {command}"
-        if profile_name == DEFAULT_PROFILE
-        else f"wa-onboard --profile {profile_name} {command}"
-    )
 
 
 class WaScreen(Screen[Any]):
@@ -408,6 +400,10 @@ class RunScreen(WaScreen):
     def show_failure(self, title: str, error: WaError, detail: str = "") -> None:
         self.failed = True
         self.wa.exit_code = 1
+        self.wa.farewell = [
+            f"wa-onboard: {title}: {error.message}",
+            f"  go on where it stopped with: {cli_hint('setup', self.wa.profile_name)}",
+        ]
         self.query_one("#progress").add_class("hidden")
         self.query_one("#failure-title", Static).update(
             Content.assemble(("✗ ", "bold $text-error"), (title, "bold"))
@@ -430,6 +426,7 @@ class RunScreen(WaScreen):
         if self.failed:
             self.query_one("#log", RichLog).write(Content.styled("── retry ──", "$foreground-muted"))
             self.wa.exit_code = 0
+            self.wa.farewell = []
             self.start()
 
     @on(Button.Pressed, "#diagnostics")
