@@ -12,9 +12,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from textual.pilot import Pilot
+from textual.widget import Widget
 
 from wa_onboard.core.profile import Profile, ProfileStore
-from wa_onboard.core.results import StepStatus, TunnelState
+from wa_onboard.core.results import CheckStatus, StepStatus, TunnelState
 from wa_onboard.tui.app import WaApp, make_app
 from wa_onboard.tui.fake import (
     FakeBackend,
@@ -94,6 +95,8 @@ class Scene:
             store.save(self.profile)
         app = make_app(fake, store, profile=self.profile, clock=lambda: NOW)
         app.theme = self.theme
+        # the indeterminate progress bar (conda gives no fraction) moves with the clock: hold it still
+        app.animation_level = "none"
         return app, fake
 
 
@@ -231,6 +234,20 @@ async def _diagnostics(pilot: Pilot[int]) -> None:
     await pilot.pause()
 
 
+def failing_row(app: WaApp) -> Widget:
+    """The first failed check's row on the diagnostics screen."""
+    from wa_onboard.tui.widgets import CheckRow
+
+    return next(r for r in app.screen.query(CheckRow) if r.result.status is CheckStatus.FAIL)
+
+
+async def _diagnostics_failure(pilot: Pilot[int]) -> None:
+    """The checks done, and the first failure in view (where the member looks first)."""
+    await _diagnostics(pilot)
+    pilot.app.screen.query_one("#checks").scroll_to_widget(failing_row(pilot.app), animate=False)
+    await pilot.pause()
+
+
 async def _diagnostics_scrolled(pilot: Pilot[int]) -> None:
     await _diagnostics(pilot)
     await pilot.press("end")
@@ -286,7 +303,7 @@ SCENES = [
     ),
     Scene("quit-modal", "Quit with a live tunnel", profile=MEMBER, drive=_quit_modal),
     Scene("help", "Help", profile=MEMBER, drive=_help),
-    Scene("diagnostics", "Diagnostics with a failure", profile=MEMBER, drive=_diagnostics),
+    Scene("diagnostics", "Diagnostics with a failure", profile=MEMBER, drive=_diagnostics_failure),
     Scene(
         "diagnostics-end", "Diagnostics, scrolled to the failure", profile=MEMBER, drive=_diagnostics_scrolled
     ),
