@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from textual.pilot import Pilot
 from textual.widget import Widget
 
+from wa_onboard.core.engine_openssh import classify, hops
 from wa_onboard.core.profile import Profile, ProfileStore
-from wa_onboard.core.results import CheckStatus, StepStatus, TunnelState
+from wa_onboard.core.results import CheckStatus, StepStatus, TunnelState, TunnelStatus
 from wa_onboard.tui.app import WaApp, make_app
 from wa_onboard.tui.fake import (
     FakeBackend,
@@ -256,17 +257,15 @@ async def _diagnostics_scrolled(pilot: Pilot[int]) -> None:
 
 
 def _down_backend() -> FakeBackend:
-    return FakeBackend(
-        tunnel_session=FakeTunnel(
-            [
-                replace(
-                    status(TunnelState.DOWN, since=None, latency_ms=None),
-                    message="the jump host best-tux.cae.wisc.edu does not answer on port 22",
-                    hint="check your network (campus VPN off campus), then press r",
-                )
-            ]
-        )
+    """The dashboard after the supervisor lost the jump host: its words are the OpenSSH engine's own,
+    classified from what ssh prints when the host does not answer."""
+    jump = hops(MEMBER)[0]
+    lost = classify(
+        f"ssh: connect to host {jump.host} port {jump.port}: Connection timed out\r\n", jump, jump
     )
+    # what supervisor.BackgroundSession yields when start_detached raises
+    down = TunnelStatus("default", TunnelState.DOWN, url=MEMBER.url, message=lost.message, hint=lost.hint)
+    return FakeBackend(tunnel_session=FakeTunnel([down]))
 
 
 SCENES = [
