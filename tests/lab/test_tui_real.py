@@ -157,6 +157,21 @@ class World:
             time.sleep(0.2)
         assert self.browser_urls()[-1] == "http://localhost:8000/jupyter/", self.browser_urls()
 
+    def new_key(self) -> None:
+        """Remove this laptop's key, so that setup makes (and has to install) a new one."""
+        for name in ("wa_onboard_ed25519", "wa_onboard_ed25519.pub"):
+            (self.home / ".ssh" / name).unlink()
+
+    def setup_in_app(self, *args: str) -> AppPane:
+        """``wa-onboard setup ARGS`` in the app, through the welcome and the filled-in form."""
+        pane = self.app("setup", *args)
+        pane.wait_for("Welcome!", timeout=60)
+        press(pane, "WelcomeScreen", "enter")
+        pane.wait_for(self.member.name)  # the form is filled in from the profile
+        time.sleep(0.5)
+        pane.keys("Enter")
+        return pane
+
     def need_onboarded(self) -> None:
         if not self.onboarded:
             pytest.skip(f"needs {tui_keys.FIRST_RUN} first (the tests share one member, in file order)")
@@ -317,19 +332,14 @@ def _supervisor_pid(world: World) -> int | None:
 
 def test_setup_again_to_the_dashboard_and_its_keys(world: World) -> None:
     world.need_onboarded()
-    # a new key for this laptop: setup asks the ~/.ssh/config question again (no the first time)
-    for name in ("wa_onboard_ed25519", "wa_onboard_ed25519.pub"):
-        (world.home / ".ssh" / name).unlink()
-    pane = world.app("setup")
-    pane.wait_for("Welcome!", timeout=60)
-    press(pane, "WelcomeScreen", "enter")
-    pane.wait_for(world.member.name)  # the form is filled in from the profile
-    time.sleep(0.5)
-    pane.keys("Enter")
+    # a new key for this laptop: setup asks the ~/.ssh/config question again (no the first time);
+    # the tunnel is stopped first (with it running, see test_a_new_key_while_the_tunnel_runs_is_installed)
+    world.cli("disconnect")
+    world.new_key()
+    pane = world.setup_in_app()
     ended, answered = world.answer(pane, consent=["y"])
     assert ended == "You're set up.", pane.screen()
-    # (no password: the running tunnel's ssh connection carries the login while the new key goes in)
-    assert ("consent", "y") in answered, answered
+    assert ("consent", "y") in answered and ("password", "type") in answered, answered
     assert "Include" in (world.home / ".ssh" / "config").read_text()
 
     press(pane, "DoneScreen", "enter")
@@ -350,18 +360,6 @@ def test_setup_again_to_the_dashboard_and_its_keys(world: World) -> None:
             f"r started no new tunnel ({world.cli('status')}):\n{pane.screen()}"
         )
         time.sleep(0.5)
-    pane.wait_for("● connected", timeout=60)
-
-    # x: the tunnel stops, and the dashboard says so
-    press(pane, "DashboardScreen", "x")
-    deadline = time.monotonic() + 30
-    while world.cli("status")[0] == 0:
-        assert time.monotonic() < deadline, f"x did not stop the tunnel:\n{pane.screen()}"
-        time.sleep(0.5)
-    pane.wait_for("○ down", timeout=30)
-
-    # r after x: up again
-    press(pane, "DashboardScreen", "r")
     pane.wait_for("● connected", timeout=60)
 
     # p: the profile picker, Esc closes it
@@ -444,12 +442,7 @@ def test_diagnostics_healthy_and_with_the_hub_down(world: World, lab: Lab) -> No
         pane.wait_for("Reconnect")  # the dashboard's footer
 
         # a setup run that fails at the tunnel: d on the failure panel opens the same diagnostics
-        pane = world.app("setup")
-        pane.wait_for("Welcome!", timeout=60)
-        press(pane, "WelcomeScreen", "enter")
-        pane.wait_for(world.member.name)
-        time.sleep(0.5)
-        pane.keys("Enter")
+        pane = world.setup_in_app()
         ended, _ = world.answer(pane)
         assert ended == "Failed:", pane.screen()
         press(pane, "RunScreen", "d")
@@ -462,6 +455,57 @@ def test_diagnostics_healthy_and_with_the_hub_down(world: World, lab: Lab) -> No
         lab.start_hub()
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="x stops the tunnel but the dashboard keeps showing it connected (uptime ticking): "
+    "supervisor.BackgroundSession.stop() ends statuses() without a last DOWN snapshot, and the app "
+    "shows the last one it had (the fake's stop() pushes a DOWN 'stopped', the real one does not)",
+)
+def test_disconnect_on_the_dashboard(world: World) -> None:
+    world.need_onboarded()
+    world.cli("disconnect")  # a fresh tunnel, whatever the test before left
+    pane = world.app()
+    pane.wait_for("● connected", timeout=60)
+    # x: the tunnel stops, and the dashboard says so
+    press(pane, "DashboardScreen", "x")
+    deadline = time.monotonic() + 30
+    while world.cli("status")[0] == 0:
+        assert time.monotonic() < deadline, f"x did not stop the tunnel:\n{pane.screen()}"
+        time.sleep(0.5)
+    pane.wait_for("○ down", timeout=30)
+
+    # r after x: up again
+    press(pane, "DashboardScreen", "r")
+    pane.wait_for("● connected", timeout=60)
+
+    press(pane, "DashboardScreen", "q")
+    pane.wait_for("Keep running")
+    press(pane, "QuitModal", "k")
+    assert pane.exit_code() == 0, pane.screen()
+    PASSED.add(tui_keys.DISCONNECT)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="onboarding.Login.done() takes a login through the running tunnel's ssh master for a key login, "
+    "so InstallKey is skipped: setup says done, the new key is on no host, and the next tunnel fails",
+)
+def test_a_new_key_while_the_tunnel_runs_is_installed(world: World) -> None:
+    """A member whose key is gone (a new laptop, a cleaned ~/.ssh) runs setup while the tunnel is up."""
+    world.need_onboarded()
+    code, out = world.cli("connect", "--detach")
+    assert code == 0, out
+    world.new_key()
+    pane = world.setup_in_app()
+    ended, _ = world.answer(pane)
+    assert ended == "You're set up.", pane.screen()
+    press(pane, "DoneScreen", "q")
+    pane.exit_code()
+    world.cli("disconnect")
+    code, out = world.cli("connect", "--detach")  # key only, no one to type a password
+    assert code == 0, f"the new key does not log in: {out}"
+
+
 def test_repair_declined_then_quit_from_the_failure(world: World, lab: Lab) -> None:
     world.need_onboarded()
     profile = ProfileStore(world.config).load()
@@ -469,12 +513,7 @@ def test_repair_declined_then_quit_from_the_failure(world: World, lab: Lab) -> N
     # break the env as an interrupted conda would: no python in it
     r = lab.ws_run(f"rm -f ~/.conda/envs/{profile.env}/bin/python*", user=world.member)
     assert r.returncode == 0, r.stderr
-    pane = world.app("setup", "--repair")
-    pane.wait_for("Welcome!", timeout=60)
-    press(pane, "WelcomeScreen", "enter")
-    pane.wait_for(world.member.name)
-    time.sleep(0.5)
-    pane.keys("Enter")
+    pane = world.setup_in_app("--repair")
     ended, answered = world.answer(pane, destructive=["escape"])
     assert ("destructive", "escape") in answered, answered
     assert ended == "Failed:" and "Failed: Create your conda env" in pane.screen(), pane.screen()

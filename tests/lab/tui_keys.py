@@ -24,6 +24,7 @@ FIRST_RUN = "test_first_run_every_wizard_key_and_modal"
 RERUN = "test_setup_again_to_the_dashboard_and_its_keys"
 QUIT = "test_quit_paths"
 CTRL_C = "test_ctrl_c_exits_130"
+DISCONNECT = "test_disconnect_on_the_dashboard"
 REPAIR = "test_repair_declined_then_quit_from_the_failure"
 DIAGNOSTICS = "test_diagnostics_healthy_and_with_the_hub_down"
 
@@ -60,7 +61,7 @@ DRIVEN: dict[tuple[str, str], str] = {
     # the dashboard
     ("DashboardScreen", "o"): RERUN,
     ("DashboardScreen", "r"): RERUN,
-    ("DashboardScreen", "x"): RERUN,
+    ("DashboardScreen", "x"): DISCONNECT,
     ("DashboardScreen", "p"): RERUN,
     ("ProfilePicker", "escape"): RERUN,
     ("DashboardScreen", "q"): RERUN,
