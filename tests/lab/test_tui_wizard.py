@@ -7,6 +7,7 @@ Run (root, provisioned lab):  flock /tmp/wa-lab.lock python3 -m pytest tests/lab
 
 from __future__ import annotations
 
+import itertools
 import os
 import shlex
 import shutil
@@ -25,11 +26,14 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (apt-get install tmux)")
 
 
+PANES = itertools.count()
+
+
 class Pane:
     """One tmux pane on a private server (its own socket), 80x24, running argv."""
 
     def __init__(self, argv: list[str], env: dict[str, str]) -> None:
-        self.socket = f"wa-tui-{os.getpid()}"
+        self.socket = f"wa-tui-{os.getpid()}-{next(PANES)}"  # its own server: panes can overlap
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
         command = f"cd {shlex.quote(str(ROOT))} && env {exports} {shlex.join(argv)}; echo EXIT=$?; sleep 600"
         self._tmux("new-session", "-d", "-x", "80", "-y", "24", "-s", "wa", command)
@@ -54,6 +58,12 @@ class Pane:
                     return text
             time.sleep(0.3)
         raise AssertionError(f"none of {texts} on screen after {timeout}s:\n{self.screen()}")
+
+    def wait_gone(self, text: str, timeout: float = 10) -> None:
+        """Until ``text`` leaves the screen (a dialog closed), or ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while text in self.screen() and time.monotonic() < deadline:
+            time.sleep(0.2)
 
     def close(self) -> None:
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=30)
@@ -80,15 +90,15 @@ def pane_factory(lab: Lab, laptop_home: Path, monkeypatch: pytest.MonkeyPatch) -
     supervisor.stop_supervisor("default")
 
 
-def test_wizard_on_a_real_terminal_to_the_done_screen(
-    lab: Lab, member: Member, laptop_home: Path, pane_factory: PaneFactory
-) -> None:
-    # The lab's hosts instead of campus: stored once, as `setup --host ...` would; no user yet, so the
-    # app opens the wizard and the member types only their username.
+def start_wizard(
+    lab: Lab, member: Member, laptop_home: Path, pane_factory: PaneFactory, **fields: str
+) -> tuple[Pane, Path, Profile]:
+    """``wa-onboard`` with the lab's hosts stored (as ``setup --host ...`` would) and no user yet, so
+    it opens the wizard; the member types only their username."""
     config = laptop_home / ".config" / "wa-onboard" / "config.toml"
     lab_profile = Profile(
         jump=lab.jump_host, host=lab.ws_host, remote_port=lab.hub_port, base_url=lab.base_url
-    )
+    ).updated(**fields)
     ProfileStore(config).save(lab_profile)
     env = {
         "HOME": str(laptop_home),
@@ -109,6 +119,11 @@ def test_wizard_on_a_real_terminal_to_the_done_screen(
         except AssertionError:
             continue
     pane.keys("Enter")
+    return pane, config, lab_profile
+
+
+def answer_until_done(pane: Pane, member: Member) -> list[str]:
+    """Answer every dialog as the member would, up to the done screen; the dialogs seen, in order."""
     answered: list[str] = []
     while True:
         seen = pane.wait_for(
@@ -118,7 +133,7 @@ def test_wizard_on_a_real_terminal_to_the_done_screen(
         if seen in ("Failed:", "Setup could not run"):
             raise AssertionError(f"setup failed in the app:\n{pane.screen()}")
         if seen == "You're set up.":
-            break
+            return answered
         answered.append(seen)
         if seen == "New host":
             pane.keys("t")
@@ -130,7 +145,14 @@ def test_wizard_on_a_real_terminal_to_the_done_screen(
             pane.keys("Enter")
         else:
             pane.keys("y")
-        time.sleep(0.5)  # the dialog closes before the next question can open
+        pane.wait_gone(seen)  # the dialog closes before the next question can open
+
+
+def test_wizard_on_a_real_terminal_to_the_done_screen(
+    lab: Lab, member: Member, laptop_home: Path, pane_factory: PaneFactory
+) -> None:
+    pane, config, lab_profile = start_wizard(lab, member, laptop_home, pane_factory)
+    answered = answer_until_done(pane, member)
 
     done = pane.screen()
     assert "wa-onboard connect" in done and f"http://localhost:{lab_profile.local_port}" in done
@@ -153,3 +175,51 @@ def test_wizard_on_a_real_terminal_to_the_done_screen(
     for path in laptop_home.rglob("*"):
         if path.is_file() and not path.is_symlink():
             assert member.password.encode() not in path.read_bytes(), path
+
+
+def test_the_paramiko_engine_in_the_app_asks_the_password_once(
+    lab: Lab, mfa_member: Member, laptop_home: Path, pane_factory: PaneFactory
+) -> None:
+    """The jump host asks password + code, the workstation the password again: the app used to open a
+    second password dialog with the paramiko engine (the reuse lived in the OpenSSH engine only)."""
+    pane, _, _ = start_wizard(lab, mfa_member, laptop_home, pane_factory, engine="paramiko")
+    answered = answer_until_done(pane, mfa_member)
+    assert answered.count("Campus password") == 1, answered
+    assert "Verification code" in answered
+    pane.keys("q")
+    pane.wait_for("EXIT=0", timeout=60)
+
+
+def test_a_cancelled_first_run_says_how_to_resume_and_the_next_start_resumes_it(
+    lab: Lab, member: Member, laptop_home: Path, pane_factory: PaneFactory
+) -> None:
+    """Cancel the password dialog: the app's hint is its retry key; quitting prints the failure and
+    the command to resume and exits 1; the next ``wa-onboard`` reopens the wizard, not the dashboard."""
+    pane, config, _ = start_wizard(lab, member, laptop_home, pane_factory)
+    while True:
+        seen = pane.wait_for("New host", "Your consent", "Campus password", timeout=120)
+        if seen == "Campus password":
+            break
+        pane.keys("t" if seen == "New host" else "y")
+        pane.wait_gone(seen)
+    pane.keys("Escape")
+    pane.wait_for("Failed:", timeout=60)
+    assert "press r to be asked again" in pane.screen()
+    assert "password-stdin" not in pane.screen()
+    pane.keys("q")
+    pane.wait_for("EXIT=", timeout=60)
+    after = pane.screen()
+    assert "EXIT=1" in after, after
+    assert "wa-onboard: Failed:" in after and "go on where it stopped with: wa-onboard setup" in after
+
+    env = {
+        "HOME": str(laptop_home),
+        "BROWSER": "true",
+        "TERM": "xterm-256color",
+        "WA_ONBOARD_CONFIG": str(config),
+    }
+    again = pane_factory(lab.laptop_cmd([sys.executable, "-m", "wa_onboard"]), env)
+    again.wait_for("Setup did not finish", "○ down", timeout=30)
+    assert "Setup did not finish" in again.screen(), again.screen()
+    again.keys("Enter")
+    assert answer_until_done(again, member).count("Campus password") == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,9 @@ from typing import Any
 from textual.widgets import Label
 
 from tests.tui.scenes import NOW, SINCE, screen_name, wait_for
+from wa_onboard.core import setup_progress
 from wa_onboard.core.profile import Profile, ProfileStore
+from wa_onboard.core.prompts import SecretQuestion
 from wa_onboard.core.results import TunnelState
 from wa_onboard.tui.app import WaApp, make_app
 from wa_onboard.tui.fake import FakeBackend, FakeTunnel, status
@@ -276,3 +279,82 @@ def test_uptime_counts_from_since(tmp_path: Path) -> None:
             return shown
 
     assert asyncio.run(scenario()) == ["59s", "2h 01m"]
+
+
+def test_open_with_the_tunnel_down_says_so_and_offers_to_connect(tmp_path: Path) -> None:
+    """`o` said "Go to http://localhost:8000/jupyter/" while nothing listened there."""
+    tunnel = FakeTunnel([status(TunnelState.DOWN, message="not running", pid=None, since=None)])
+    holder: dict[str, Any] = {}
+
+    async def scenario() -> None:
+        app = dashboard_app(tmp_path, tunnel)
+        fake = holder["fake"] = app.backend
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: app.last_status is not None, "the first status")
+            await pilot.press("o")
+            await wait_for(pilot, lambda: screen_name(app) == "ConfirmModal", "the offer to connect")
+            assert "tunnel is down" in str(app.screen.query_one(".dialog-title").render())
+            assert fake.opened == []  # nothing opened on a dead URL
+            await pilot.press("enter")  # yes is the default
+            await wait_for(pilot, lambda: bool(fake.opened), "the browser once the tunnel is up")
+            assert app.last_status is not None and app.last_status.state is TunnelState.UP
+
+    asyncio.run(scenario())
+    assert tunnel.calls[0] == "reconnect"  # (then "detach": the test app leaves)
+    assert holder["fake"].opened == ["http://localhost:8000/jupyter/"]
+
+
+def test_an_unfinished_setup_reopens_the_wizard_where_it_stopped(tmp_path: Path) -> None:
+    """A failed first run left a complete profile: the next start opened the dashboard, not the wizard."""
+    setup_progress.record("default", setup_progress.SetupProgress(False, "env", "conda could not create env"))
+    fake = FakeBackend()
+    for step in fake.steps:
+        step.questions = []
+
+    async def scenario() -> None:
+        app = make_app(fake, ProfileStore(tmp_path / "c.toml"), profile=MEMBER)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: screen_name(app) == "WelcomeScreen", "the wizard")
+            notice = str(app.screen.query_one("#welcome-resume").render())
+            assert "did not finish" in notice and "conda could not create env" in notice
+            await pilot.press("enter")  # straight on with the run: the profile is complete
+            await wait_for(pilot, lambda: screen_name(app) == "DoneScreen", "the done screen")
+
+    asyncio.run(scenario())
+    assert fake.setup_runs == 1
+
+
+def test_a_finished_or_unrecorded_setup_opens_the_dashboard(tmp_path: Path) -> None:
+    async def first_screen() -> str:
+        app = make_app(FakeBackend(), ProfileStore(tmp_path / "c.toml"), profile=MEMBER)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: screen_name(app) != "Screen", "a screen")
+            return screen_name(app)
+
+    assert asyncio.run(first_screen()) == "DashboardScreen"  # set up before the record existed
+    setup_progress.record("default", setup_progress.SetupProgress(True))
+    assert asyncio.run(first_screen()) == "DashboardScreen"
+
+
+def test_cancelling_the_login_dialog_on_the_dashboard_hints_the_reconnect_key(tmp_path: Path) -> None:
+    """The core's hint ("run wa-onboard setup in a terminal, or --password-stdin") is for the command line."""
+    tunnel = FakeTunnel([status(TunnelState.CONNECTING)])
+    cli_hint = "run wa-onboard setup in a terminal, or give it with --password-stdin"
+
+    async def scenario() -> str:
+        app = dashboard_app(tmp_path, tunnel)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: app.last_status is not None, "the first status")
+            question = SecretQuestion("Password:", "bbadger@best-tux.cae.wisc.edu")
+            asker = threading.Thread(target=app.prompter.secret, args=(question,), daemon=True)
+            asker.start()
+            await wait_for(pilot, lambda: screen_name(app) == "SecretModal", "the login dialog")
+            await pilot.press("escape")
+            asker.join(timeout=5)
+            tunnel.push(status(TunnelState.DOWN, message="a password is needed", hint=cli_hint))
+            await wait_for(pilot, lambda: app.last_status.state is TunnelState.DOWN, "down")
+            await pilot.pause()
+            return str(app.screen.query_one("#tunnel-message").render())
+
+    message = asyncio.run(scenario())
+    assert "press r to connect again" in message and "--password-stdin" not in message

@@ -12,7 +12,7 @@ from textual.widgets import Input
 
 from tests.tui.scenes import screen_name, wait_for
 from wa_onboard.core.profile import Profile, ProfileStore
-from wa_onboard.core.prompts import ConfirmQuestion, HostKeyQuestion, SecretQuestion
+from wa_onboard.core.prompts import ConfirmQuestion, HostKeyQuestion, SecretQuestion, secret_kind
 from wa_onboard.tui.app import WaApp, make_app
 from wa_onboard.tui.fake import FakeBackend
 from wa_onboard.tui.modals import ConfirmModal, HostKeyModal, QuitModal, SaveReportModal, SecretModal
@@ -166,3 +166,44 @@ def test_leaving_the_app_releases_a_waiting_question_with_a_refusal(tmp_path: Pa
     holder["thread"].join(timeout=5)
     assert not holder["thread"].is_alive()
     assert holder["box"] == [None]
+
+
+def shown(question: SecretQuestion, tmp_path: Path) -> dict[str, Any]:
+    """What the secret dialog shows for ``question``: prompt text, masking, title."""
+    seen: dict[str, Any] = {}
+
+    async def scenario() -> None:
+        app = make_app(FakeBackend(), ProfileStore(tmp_path / "c.toml"), profile=Profile(user="bbadger"))
+        async with app.run_test(size=(80, 24)) as pilot:
+            modal = SecretModal(question)
+            app.push_screen(modal)
+            await wait_for(pilot, lambda: app.screen is modal and bool(modal.query("Button")), "the modal")
+            prompt = modal.query_one("#secret-prompt")
+            seen["prompt"] = str(prompt.render())
+            seen["styled"] = [span.style for span in prompt.render().spans]  # type: ignore[attr-defined]
+            seen["hop"] = str(modal.query_one("#secret-hop").render())
+            seen["masked"] = modal.query_one("#secret-input", Input).password
+            seen["title"] = modal.query_one("#secret-dialog").border_title
+
+    asyncio.run(scenario())
+    return seen
+
+
+@pytest.mark.parametrize(
+    "prompt", ["Passwort:", "Kennwort:", "Contraseña:", "Enter PIN:", "PIN code:", "Tell me:"]
+)
+def test_every_secret_looking_or_unknown_prompt_is_masked(prompt: str, tmp_path: Path) -> None:
+    """Only "password" prompts were masked: a German password or a PIN was typed in clear."""
+    kind = secret_kind(prompt)
+    assert shown(SecretQuestion(prompt, HOP, kind), tmp_path)["masked"] is True
+
+
+def test_server_text_is_shown_literally_without_markup_or_escape_codes(tmp_path: Path) -> None:
+    """A server's prompt was read as Textual markup ("[bold red]" styled it) and kept control characters."""
+    question = SecretQuestion(
+        "[bold red]Password:[/bold red]\x1b[2J\x07", "[b]evil[/b]\x1b[31m@host", "password"
+    )
+    seen = shown(question, tmp_path)
+    assert seen["prompt"] == "[bold red]Password:[/bold red]"
+    assert seen["styled"] == []
+    assert seen["hop"] == "asked by [b]evil[/b]@host"

@@ -103,3 +103,16 @@ def test_without_a_terminal_the_bare_command_says_what_to_run_and_exits_2(
     lines = done.stderr.splitlines()
     assert "needs a terminal" in lines[0]
     assert ("wa-onboard connect --detach" if set_up else "wa-onboard setup --no-tui --user") in lines[1]
+
+
+def test_with_stderr_redirected_the_bare_command_does_not_draw_into_the_file(tmp_path: Path) -> None:
+    """Textual draws on stderr: `wa-onboard 2>log` in a terminal would paint the app into the log."""
+    log = tmp_path / "log"
+    child = pexpect.spawn(
+        "/bin/sh", ["-c", f"{sys.executable} -m wa_onboard 2>{log}; echo EXIT=$?"],
+        cwd=str(ROOT), dimensions=(24, 80), encoding="utf-8", timeout=30,
+        env={"TERM": "xterm-256color", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )  # fmt: skip
+    child.expect(r"EXIT=(\d+)")
+    assert child.match.group(1) == "2"
+    assert "needs a terminal" in log.read_text()

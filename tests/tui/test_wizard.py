@@ -378,3 +378,54 @@ def test_setup_opens_the_wizard_even_for_a_complete_profile(tmp_path: Path) -> N
 
     asyncio.run(scenario())
     assert done == ["WelcomeScreen", "DashboardScreen"]
+
+
+def test_cancelling_the_password_dialog_hints_the_retry_key_not_the_command_line(tmp_path: Path) -> None:
+    """The core's hint is for a terminal ("run wa-onboard setup in a terminal, or --password-stdin")."""
+    question = SecretQuestion("Password:", "bbadger@best-tux.cae.wisc.edu")
+    login = FakeStep("login", "Log in", questions=[question], summary="logged in")
+    fake = FakeBackend(steps=[login])
+
+    async def scenario() -> None:
+        app = make_app(fake, ProfileStore(tmp_path / "c.toml"))
+        async with app.run_test(size=(80, 24)) as pilot:
+            await through_form(pilot)
+            await wait_for(pilot, lambda: screen_name(app) == "SecretModal", "the password dialog")
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: not app.screen.query_one("#failure").has_class("hidden"), "failure")
+            hint = str(app.screen.query_one("#failure-hint").render())
+            assert "press r to be asked again" in hint and "setup" not in hint
+            await pilot.press("r")
+            await answer_password(pilot, "pw")
+            await wait_for(pilot, lambda: screen_name(app) == "DoneScreen", "the done screen")
+
+    asyncio.run(scenario())
+    assert login.answers == ["pw"]
+
+
+def test_the_log_shows_what_each_step_reports_and_long_summaries_end_in_an_ellipsis(tmp_path: Path) -> None:
+    """The log showed only the step headers; a summary wider than the row was cut with no "…"."""
+    long = "a summary longer than any terminal row " * 6
+    steps = [
+        FakeStep(
+            "env", "Create your conda env", progress=[("Solving environment", None)], summary="env made"
+        ),
+        FakeStep("kernel", "Register the kernel", summary=long.strip()),
+        FakeStep("broken", "Fail", fail=("it broke", "fix it", "tool said: \x1b[31mno\x1b[0m")),
+    ]
+    fake = FakeBackend(steps=steps)
+
+    async def scenario() -> tuple[str, str]:
+        app = make_app(fake, ProfileStore(tmp_path / "c.toml"))
+        async with app.run_test(size=(120, 30)) as pilot:
+            await through_form(pilot)
+            await wait_for(pilot, lambda: not app.screen.query_one("#failure").has_class("hidden"), "failure")
+            await pilot.pause()
+            log = app.screen.query_one("#log", RichLog)
+            return "\n".join(line.text for line in log.lines), app.export_screenshot()
+
+    text, screenshot = asyncio.run(scenario())
+    assert "Solving environment" in text
+    assert "✓ env made" in text
+    assert "✗ it broke" in text and "  tool said: no" in text and "\x1b" not in text
+    assert "…" in screenshot or "&#8230;" in screenshot

@@ -15,6 +15,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -24,7 +25,7 @@ from wa_onboard.core import sshfiles, tunnelstate
 from wa_onboard.core.engine import ConnectError, Failure
 from wa_onboard.core.engine_openssh import OpenSshEngine, _control_sockets_exist, classify, hops
 from wa_onboard.core.profile import Profile
-from wa_onboard.core.prompts import ConfirmQuestion, HostKeyQuestion, SecretQuestion
+from wa_onboard.core.prompts import ConfirmQuestion, HostKeyQuestion, PasswordOnce, SecretQuestion
 from wa_onboard.core.results import TunnelState, TunnelStatus
 from wa_onboard.core.supervisor import Backoff, _notify_ready, _read_line, hub_version, probe_hub
 
@@ -304,8 +305,9 @@ def test_host_key_password_and_mfa_answered_through_the_prompter(fake_ssh: Any) 
     )
     engine, log = fake_ssh(script)
     asked = Scripted("s3cret", "123456", "654321")
+    once = PasswordOnce(asked.secret)  # as the CLI's and the app's prompters answer
     try:
-        engine.login(asked, interactive=True)
+        engine.login(SimpleNamespace(secret=once.secret, confirm=asked.confirm), interactive=True)
     finally:
         engine.close()
     hk, pw, code = asked.questions[:3]

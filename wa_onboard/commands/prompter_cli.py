@@ -12,7 +12,13 @@ import sys
 from collections.abc import Callable
 from typing import TextIO
 
-from wa_onboard.core.prompts import ConfirmQuestion, HostKeyQuestion, SecretQuestion
+from wa_onboard.core.prompts import (
+    ConfirmQuestion,
+    HostKeyQuestion,
+    PasswordOnce,
+    SecretQuestion,
+    server_text,
+)
 
 
 def _has_tty() -> bool:
@@ -51,6 +57,7 @@ class CliPrompter:
         self.ask_line = ask_line or self._input
         self.interactive = _has_tty() if interactive is None else interactive
         self._stdin_used = False
+        self._passwords = PasswordOnce(self._ask_secret)
 
     def _input(self, prompt: str) -> str:
         self.out.write(prompt)
@@ -62,6 +69,10 @@ class CliPrompter:
         self.out.flush()
 
     def secret(self, question: SecretQuestion) -> str | None:
+        """The password is asked (or read from stdin) once for both hops: see ``PasswordOnce``."""
+        return self._passwords.secret(question)
+
+    def _ask_secret(self, question: SecretQuestion) -> str | None:
         if not self.allow_secrets:
             return None
         if self.password_stdin and question.kind == "password" and not self._stdin_used:
@@ -71,13 +82,15 @@ class CliPrompter:
                 return line.rstrip("\r\n")
         if not self.interactive:
             return None
+        hop = server_text(question.hop).replace("\n", " ")
         if question.attempt > 1:
-            self._say(f"{question.hop}: that was not accepted (try {question.attempt} of 3)")
-        *instructions, prompt = question.prompt.splitlines() or [""]
+            self._say(f"{hop}: that was not accepted (try {question.attempt} of 3)")
+        # the server's words, which may carry escape codes meant to rewrite the terminal
+        *instructions, prompt = server_text(question.prompt).splitlines() or [""]
         for line in instructions:
             self._say(f"  {line}")
         try:
-            return self.ask_secret(f"[{question.hop}] {prompt.strip()} ")
+            return self.ask_secret(f"[{hop}] {prompt.strip()} ")
         except EOFError:
             return None
 

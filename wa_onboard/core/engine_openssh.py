@@ -301,27 +301,24 @@ class OpenSshEngine:
         # no control socket at all: no master to reuse, and no `ssh -O check` (a process each) to ask;
         # a prestarted master was started only when there was none, and its own socket is ours
         maybe_live = early is None and _control_sockets_exist()
-        accepted: list[str] = []  # a password one hop accepted, offered once to the other
-        try:
-            for hop in (self.jump_hop, self.ws_hop):
-                if early is not None and hop is self.jump_hop:
-                    try:
-                        self._start_master(hop, prompter, interactive, accepted, [], early=early)
-                        self.adopted_early = True
-                        continue
-                    except ConnectError as exc:
-                        if exc.failure is not Failure.HOST_KEY_REJECTED:
-                            raise
-                        # it started before the CLI trusted the host key: once more, afresh
-                if maybe_live and self.master_pid(hop) is not None:
-                    if hop is self.ws_hop and forward is not None:
-                        self.forward(*forward)
+        # (the password one hop accepted is offered to the other by the prompter: prompts.PasswordOnce)
+        for hop in (self.jump_hop, self.ws_hop):
+            if early is not None and hop is self.jump_hop:
+                try:
+                    self._start_master(hop, prompter, interactive, [], early=early)
+                    self.adopted_early = True
                     continue
-                # a new workstation master listens on the forward itself: one ssh process less
-                extra = ["-L", self._forward_spec(*forward)] if hop is self.ws_hop and forward else []
-                self._start_master(hop, prompter, interactive, accepted, extra)
-        finally:
-            accepted.clear()
+                except ConnectError as exc:
+                    if exc.failure is not Failure.HOST_KEY_REJECTED:
+                        raise
+                    # it started before the CLI trusted the host key: once more, afresh
+            if maybe_live and self.master_pid(hop) is not None:
+                if hop is self.ws_hop and forward is not None:
+                    self.forward(*forward)
+                continue
+            # a new workstation master listens on the forward itself: one ssh process less
+            extra = ["-L", self._forward_spec(*forward)] if hop is self.ws_hop and forward else []
+            self._start_master(hop, prompter, interactive, extra)
 
     def _spawn(self, hop: Hop, interactive: bool, marker: str, extra: list[str]) -> Any:
         argv = prestart.master_argv(
@@ -355,7 +352,6 @@ class OpenSshEngine:
         hop: Hop,
         prompter: Prompter,
         interactive: bool,
-        accepted: list[str],
         extra: list[str],
         early: prestart.Prestarted | None = None,
     ) -> None:
@@ -404,13 +400,9 @@ class OpenSshEngine:
                         "account gets locked",
                         "check your CAE username and password (and the code's clock), then try again later",
                     )
-                answer: str | None
-                if question.kind == "password" and asked[key] == 1 and accepted:
-                    answer = accepted[0]  # the same campus password, accepted by the other hop
-                else:
-                    answer = prompter.secret(
-                        SecretQuestion(question.prompt, question.hop, question.kind, asked[key])
-                    )
+                answer = prompter.secret(
+                    SecretQuestion(question.prompt, question.hop, question.kind, asked[key])
+                )
                 if answer is None:
                     child.close(force=True)
                     raise ConnectError(
@@ -422,8 +414,6 @@ class OpenSshEngine:
                 sent.append(answer)
                 child.sendline(answer)
                 chunk_start = len("".join(transcript))
-                if question.kind == "password":
-                    accepted[:] = [answer]
         except BaseException:
             if child.isalive():
                 child.close(force=True)

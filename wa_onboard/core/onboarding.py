@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO
 
 from wa_onboard.core import conda_scripts as cs
-from wa_onboard.core import paths, sshfiles, supervisor
+from wa_onboard.core import paths, setup_progress, sshfiles, supervisor
 from wa_onboard.core.engine import ConnectError, Engine, Failure
 from wa_onboard.core.errors import Cancelled, WaError
 from wa_onboard.core.plan import Step, StepContext, StepError, run_plan
@@ -696,6 +696,7 @@ def run_setup(
     ctx.state["options"] = options
     with setup_lock(options.profile_name):
         try:
-            return run_plan(list(steps) if steps is not None else build_plan(ctx.profile), ctx)
+            plan = list(steps) if steps is not None else build_plan(ctx.profile)
+            return setup_progress.tracked(options.profile_name, len(plan), lambda: run_plan(plan, ctx))
         finally:
             close(ctx)

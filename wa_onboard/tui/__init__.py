@@ -31,7 +31,8 @@ def cli_hint(command: str, profile_name: str) -> str:
 
 def require_terminal(profile_name: str, profile: Profile | None) -> None:
     """Refuse to start the app without a terminal, naming the plain command to run instead."""
-    if sys.stdin.isatty() and sys.stdout.isatty():
+    # the app reads keys from stdin and draws on stderr (Textual's choice); stdout as `setup` checks it
+    if all(stream is not None and stream.isatty() for stream in (sys.stdin, sys.stdout, sys.stderr)):
         return
     if profile is not None and profile.is_complete:
         hint = (
@@ -40,7 +41,7 @@ def require_terminal(profile_name: str, profile: Profile | None) -> None:
         )
     else:
         hint = f"run {cli_hint('setup --no-tui --user YOUR_CAE_USERNAME', profile_name)}"
-    raise NoTerminal("wa-onboard alone opens an app, which needs a terminal (stdin and stdout)", hint)
+    raise NoTerminal("wa-onboard alone opens an app, which needs a terminal (stdin, stdout and stderr)", hint)
 
 
 def exit_status(app: WaApp, result: int | None) -> int:

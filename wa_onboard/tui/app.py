@@ -18,10 +18,12 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.worker import Worker, WorkerState
 
+from wa_onboard.core import setup_progress
 from wa_onboard.core.errors import WaError
 from wa_onboard.core.profile import DEFAULT_PROFILE, Profile, ProfileStore
 from wa_onboard.core.prompts import HostKeyQuestion, SecretQuestion
 from wa_onboard.core.results import TunnelState, TunnelStatus
+from wa_onboard.core.setup_progress import SetupProgress
 from wa_onboard.tui.backend import Backend, TunnelSession
 from wa_onboard.tui.modals import (
     ConfirmModal,
@@ -95,15 +97,17 @@ class WaApp(App[int]):
     # -- screens -------------------------------------------------------------------------------
 
     def on_mount(self) -> None:
-        if self.profile.is_complete and not self.force_wizard:
+        # a complete profile whose setup never finished (a failed or killed first run) is not set up
+        resume = setup_progress.unfinished(self.profile_name) if self.profile.is_complete else None
+        if self.profile.is_complete and not self.force_wizard and resume is None:
             self.show_dashboard()
         else:
-            self.start_wizard()
+            self.start_wizard(resume)
 
-    def start_wizard(self) -> None:
+    def start_wizard(self, resume: SetupProgress | None = None) -> None:
         from wa_onboard.tui.wizard import WelcomeScreen
 
-        self._replace_stack(WelcomeScreen())
+        self._replace_stack(WelcomeScreen(resume))
 
     def show_dashboard(self) -> None:
         from wa_onboard.tui.dashboard import DashboardScreen

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Vertical, VerticalScroll
 from textual.content import Content
 from textual.widgets import Footer, Label, Static
 
+from wa_onboard.core.prompts import ConfirmQuestion
 from wa_onboard.core.results import TunnelState, TunnelStatus
 from wa_onboard.tui import cli_hint
+from wa_onboard.tui.modals import ConfirmModal
 from wa_onboard.tui.widgets import TitleBar, fmt_uptime
 from wa_onboard.tui.wizard import WaScreen
 
@@ -91,6 +95,9 @@ class DashboardScreen(WaScreen):
         self._set("latency", "-" if status.latency_ms is None else f"{status.latency_ms:.0f} ms")
         self._set("hub", f"JupyterHub {status.hub_version}" if status.hub_version else "-")
         message = self.query_one("#tunnel-message", Static)
+        if status.state is TunnelState.DOWN and self.wa.prompter.take_declined():
+            # the core's hint is for the command line ("--password-stdin"); here, r asks again
+            status = replace(status, hint="you cancelled the login dialog: press r to connect again")
         if status.message or status.hint:
             message.update(
                 Content.assemble(
@@ -100,6 +107,9 @@ class DashboardScreen(WaScreen):
         else:
             message.update("")
         self._tick()
+        if self.open_when_up and status.state is TunnelState.UP:
+            self.open_when_up = False
+            self.wa.open_browser(url)
 
     def _tick(self) -> None:
         status = self.wa.last_status
@@ -108,9 +118,30 @@ class DashboardScreen(WaScreen):
         else:
             self._set("uptime", "-")
 
+    open_when_up = False
+    """The member asked for the browser while the tunnel was not up: open it once it is."""
+
     def action_open(self) -> None:
         status = self.wa.last_status
-        self.wa.open_browser(status.url if status and status.url else self.wa.profile.url)
+        url = status.url if status and status.url else self.wa.profile.url
+        if status is not None and status.state is TunnelState.UP:
+            self.wa.open_browser(url)
+        elif status is not None and status.state is TunnelState.DOWN:
+            # the URL leads nowhere while the tunnel is down: say so, and offer to connect
+            question = ConfirmQuestion(
+                "The tunnel is down, so the hub cannot open. Connect now?",
+                f"The hub opens in your browser once the tunnel is up ({url}).",
+                default=True,
+            )
+            self.app.push_screen(ConfirmModal(question), self._connect_answered)
+        else:
+            self.open_when_up = True
+            self.notify("The tunnel is not up yet: the hub opens in your browser once it is.", markup=False)
+
+    def _connect_answered(self, yes: bool | None) -> None:
+        if yes:
+            self.open_when_up = True
+            self.wa.reconnect_tunnel()
 
     def action_reconnect(self) -> None:
         self.wa.reconnect_tunnel()

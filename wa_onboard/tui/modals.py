@@ -14,7 +14,16 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
-from wa_onboard.core.prompts import ConfirmQuestion, HostKeyQuestion, SecretQuestion
+from wa_onboard.core.prompts import (
+    ConfirmQuestion,
+    HostKeyQuestion,
+    SecretQuestion,
+    echo_allowed,
+    server_text,
+)
+
+#: the dialog's title for each kind of secret (an unknown prompt may still be a secret: it is masked too)
+SECRET_TITLES = {"password": "Campus password", "otp": "Verification code", "other": "Login question"}
 
 
 class SecretModal(ModalScreen[str | None]):
@@ -28,11 +37,11 @@ class SecretModal(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         q = self.question
-        title = "Campus password" if q.kind == "password" else "Verification code"
         with Vertical(classes="dialog", id="secret-dialog") as box:
-            box.border_title = title
+            box.border_title = SECRET_TITLES[q.kind]
             yield Label(
-                Content.assemble(("asked by ", "$foreground-muted"), (q.hop, "bold")), id="secret-hop"
+                Content.assemble(("asked by ", "$foreground-muted"), (server_text(q.hop), "bold")),
+                id="secret-hop",
             )
             if q.attempt > 1:
                 yield Label(
@@ -40,8 +49,10 @@ class SecretModal(ModalScreen[str | None]):
                     classes="dialog-warning",
                     id="secret-retry",
                 )
-            yield Label(q.prompt, id="secret-prompt", classes="server-prompt")
-            yield Input(password=q.kind == "password", id="secret-input", placeholder=_placeholder(q))
+            # the server's words, shown as written: never markup, never escape codes
+            yield Label(server_text(q.prompt), id="secret-prompt", classes="server-prompt", markup=False)
+            # masked unless a plain one-time code: "Passwort:", "Enter PIN:" and unknown prompts are secrets
+            yield Input(password=not echo_allowed(q.prompt), id="secret-input", placeholder=_placeholder(q))
             yield Label(
                 "Used once for this login, never stored." if q.kind == "password" else "",
                 classes="dialog-note",
@@ -64,7 +75,7 @@ class SecretModal(ModalScreen[str | None]):
 
 
 def _placeholder(question: SecretQuestion) -> str:
-    return "password" if question.kind == "password" else "code"
+    return {"password": "password", "otp": "code"}.get(question.kind, "answer")
 
 
 class HostKeyModal(ModalScreen[bool]):
@@ -80,9 +91,9 @@ class HostKeyModal(ModalScreen[bool]):
         q = self.question
         with Vertical(classes="dialog", id="hostkey-dialog") as box:
             box.border_title = "New host"
-            yield Label(Content.assemble("First connection to ", (q.host, "bold"), "."))
-            yield Label(f"Its {q.key_type} key fingerprint is:")
-            yield Label(q.fingerprint, id="fingerprint", classes="fingerprint")
+            yield Label(Content.assemble("First connection to ", (server_text(q.host), "bold"), "."))
+            yield Label(f"Its {server_text(q.key_type)} key fingerprint is:", markup=False)
+            yield Label(server_text(q.fingerprint), id="fingerprint", classes="fingerprint", markup=False)
             yield Label(
                 "Trust it only if it matches the fingerprint the lab publishes. A changed key "
                 "later is refused.",
@@ -117,7 +128,7 @@ class ConfirmModal(ModalScreen[bool]):
         q = self.question
         with Vertical(classes="dialog", id="confirm-dialog") as box:
             box.border_title = "Destructive change" if q.destructive else "Your consent"
-            yield Label(q.title, classes="dialog-title")
+            yield Label(q.title, classes="dialog-title", markup=False)
             if q.detail:
                 yield Static(q.detail, classes="dialog-detail", markup=False)
             with Horizontal(classes="dialog-buttons"):

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from textual.message import Message
 
-from wa_onboard.core.prompts import ConfirmQuestion, HostKeyQuestion, SecretQuestion
+from wa_onboard.core.prompts import ConfirmQuestion, HostKeyQuestion, PasswordOnce, SecretQuestion
 
 if TYPE_CHECKING:
     from textual.app import App
@@ -34,6 +34,8 @@ class ModalPrompter:
     def __init__(self, app: App[Any]) -> None:
         self._app = app
         self._closed = threading.Event()
+        self._passwords = PasswordOnce(self._ask_secret)
+        self._declined = threading.Event()
 
     def _ask(self, question: SecretQuestion | HostKeyQuestion | ConfirmQuestion, refusal: Any) -> Any:
         if self._closed.is_set():
@@ -54,8 +56,26 @@ class ModalPrompter:
         return box[0]
 
     def secret(self, question: SecretQuestion) -> str | None:
+        """One dialog for the campus password, whichever engine asks for which hop: ``PasswordOnce``."""
+        return self._passwords.secret(question)
+
+    def _ask_secret(self, question: SecretQuestion) -> str | None:
         value = self._ask(question, None)
-        return value if isinstance(value, str) else None
+        if not isinstance(value, str):
+            self._declined.set()
+            return None
+        return value
+
+    def take_declined(self) -> bool:
+        """Whether the member cancelled a password or code dialog since the last call: the core's
+        hint then speaks to the command line ("--password-stdin"); the app has a retry key instead."""
+        declined = self._declined.is_set()
+        self._declined.clear()
+        return declined
+
+    def forget(self) -> None:
+        """A setup run is over: the password it was given is dropped."""
+        self._passwords.forget()
 
     def confirm(self, question: HostKeyQuestion | ConfirmQuestion) -> bool:
         return self._ask(question, False) is True
@@ -63,3 +83,4 @@ class ModalPrompter:
     def close(self) -> None:
         """The app is leaving: every open and future question is refused."""
         self._closed.set()
+        self._passwords.forget()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.content import Content
 from textual.widgets import Label, Static
 
+from wa_onboard.core.prompts import server_text
 from wa_onboard.core.results import CheckResult, CheckStatus, StepStatus
 
 STEP_ICONS = {
@@ -80,6 +83,7 @@ class StepRow(Horizontal):
         self.status = status
         self.add_class(f"-{status.value}")
         self._icon.update(STEP_ICONS[status])
+        summary = server_text(summary).replace("\n", " ")  # a tool's words, on one line
         self._title.update(
             Content.assemble(self.title, (f"  {summary}" if summary else "", "$foreground-muted"))
         )
@@ -95,6 +99,7 @@ class CheckRow(Static):
 
     def on_mount(self) -> None:
         r = self.result
+        r = replace(r, summary=server_text(r.summary), detail=server_text(r.detail), hint=server_text(r.hint))
         parts: list[str | tuple[str, str]] = [(f"{CHECK_ICONS[r.status]} ", f"bold {CHECK_STYLES[r.status]}")]
         parts.append((r.summary, "$foreground-muted") if r.status is CheckStatus.SKIP else r.summary)
         if r.duration_ms and r.status is not CheckStatus.SKIP:

@@ -19,10 +19,12 @@ from wa_onboard.core import validate
 from wa_onboard.core.errors import Cancelled, InvalidInput, WaError
 from wa_onboard.core.plan import PlanEvent, StepFinished, StepOutput, StepProgress, StepStarted
 from wa_onboard.core.profile import Profile
-from wa_onboard.core.results import StepStatus
+from wa_onboard.core.prompts import server_text
+from wa_onboard.core.results import StepResult, StepStatus
+from wa_onboard.core.setup_progress import SetupProgress
 from wa_onboard.tui import cli_hint
 from wa_onboard.tui.backend import SetupOutcome, StepInfo
-from wa_onboard.tui.widgets import StepRow, TitleBar
+from wa_onboard.tui.widgets import STEP_ICONS, StepRow, TitleBar
 
 if TYPE_CHECKING:
     from wa_onboard.tui.app import WaApp
@@ -43,12 +45,36 @@ class WaScreen(Screen[Any]):
 
 
 class WelcomeScreen(WaScreen):
-    HELP = "What setup does, and what to have ready. Enter starts."
-    BINDINGS = [Binding("enter", "start", "Start"), Binding("q", "app.quit", "Quit")]
+    HELP = (
+        "What setup does, and what to have ready. Enter starts; after an unfinished setup it goes on "
+        "where it stopped (e edits the settings first)."
+    )
+    BINDINGS = [
+        Binding("enter", "start", "Start"),
+        Binding("e", "edit", "Settings"),
+        Binding("q", "app.quit", "Quit"),
+    ]
+
+    def __init__(self, resume: SetupProgress | None = None) -> None:
+        super().__init__()
+        self.resume = resume
+        """The last setup of this profile did not finish: Enter goes on with it."""
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return self.resume is not None if action == "edit" else True
 
     def compose(self) -> ComposeResult:
         yield TitleBar(self.subtitle())
         with VerticalScroll(id="welcome"):
+            if self.resume is not None:
+                stopped = f": {server_text(self.resume.message)}" if self.resume.message else ""
+                yield Static(
+                    Content.assemble(
+                        ("Setup did not finish", "bold $text-warning"),
+                        f" last time{stopped}.\nEnter goes on where it stopped (finished steps are skipped).",
+                    ),
+                    id="welcome-resume",
+                )
             yield Static(
                 Content.from_markup("[b]Welcome![/b] This gets you onto the lab's JupyterHub."),
                 id="welcome-title",
@@ -75,14 +101,20 @@ class WelcomeScreen(WaScreen):
                 classes="muted",
             )
             with Center():
-                yield Button("Start", variant="primary", id="start")
+                yield Button("Go on" if self.resume else "Start", variant="primary", id="start")
         yield Footer()
 
     def subtitle(self) -> str:
-        return "setup"
+        return "setup (unfinished)" if self.resume else "setup"
 
     @on(Button.Pressed, "#start")
     def action_start(self) -> None:
+        if self.resume is not None and self.wa.profile.is_complete:
+            self.app.push_screen(RunScreen(self.wa.profile))
+        else:
+            self.action_edit()
+
+    def action_edit(self) -> None:
         self.app.push_screen(ProfileScreen(self.wa.profile))
 
 
@@ -207,10 +239,11 @@ class ProfileScreen(WaScreen):
 
 
 class RunScreen(WaScreen):
-    """The setup plan running: a live list of steps, a log of ssh/conda output, progress, and failure."""
+    """The setup plan running: a live list of steps, a log of what they report, progress, and failure."""
 
     HELP = (
-        "The setup steps run one after the other; the log shows what ssh and conda print. "
+        "The setup steps run one after the other; the log shows each step, what it reports (conda's "
+        "output, progress) and how it ended. "
         "Questions (password, host key) pop up as dialogs. If a step fails, its error and the fix "
         "are shown: retry, open the diagnostics, or quit."
     )
@@ -250,6 +283,7 @@ class RunScreen(WaScreen):
         super().__init__()
         self.profile = profile
         self.rows: dict[str, StepRow] = {}
+        self.last_logged = ""
         self.running: str | None = None
         self.started_at = 0.0
         self.failed = False
@@ -287,6 +321,7 @@ class RunScreen(WaScreen):
 
     def start(self) -> None:
         self.failed = False
+        self.wa.prompter.take_declined()  # a dialog cancelled before this run is not this run's
         self.cancel = threading.Event()
         self.wa.cancel_on_exit(self.cancel)
         self.query_one("#failure").add_class("hidden")
@@ -324,6 +359,8 @@ class RunScreen(WaScreen):
             self.post_message(self.SetupEnded(None, exc))
         else:
             self.post_message(self.SetupEnded(outcome))
+        finally:
+            app.prompter.forget()
 
     def _emit(self, event: PlanEvent) -> None:
         """The core's event sink, called in the worker thread: hand the event to the UI."""
@@ -356,11 +393,13 @@ class RunScreen(WaScreen):
                 row.show(StepStatus.RUNNING, seconds=0)
                 self.query_one("#steps", VerticalScroll).scroll_to_widget(row, animate=False)
             log.write(Content.assemble(("── ", "$foreground-muted"), (event.title, "bold")))
+            self.last_logged = ""
         elif isinstance(event, StepOutput):
-            log.write(event.line)
+            self._log_line(event.line)
         elif isinstance(event, StepProgress):
+            self._log_line(event.message, "$foreground-muted")
             self.query_one("#progress").remove_class("hidden")
-            self.query_one("#progress-message", Label).update(event.message)
+            self.query_one("#progress-message", Label).update(Content(server_text(event.message)))
             bar = self.query_one("#progress-bar", ProgressBar)
             bar.update(total=None if event.fraction is None else 100, progress=100 * (event.fraction or 0))
         elif isinstance(event, StepFinished):
@@ -372,6 +411,25 @@ class RunScreen(WaScreen):
                 # A failure's message goes to the failure panel, not into the row.
                 summary = "" if result.status is StepStatus.FAILED else result.summary
                 row.show(result.status, summary, result.seconds)
+            self._log_result(result)
+
+    def _log_line(self, line: str, style: str = "") -> None:
+        """A line the core reported, shown as written (no markup, no escape codes); progress that
+        repeats the output line just logged (conda's lines are both) is not logged twice."""
+        text = server_text(line).rstrip()
+        if text and text.strip() != self.last_logged.strip():
+            self.query_one("#log", RichLog).write(Content.styled(text, style) if style else Content(text))
+        self.last_logged = text or self.last_logged
+
+    def _log_result(self, result: StepResult) -> None:
+        """How the step ended, and for a failure the tool's last words (its detail)."""
+        log = self.query_one("#log", RichLog)
+        icon = STEP_ICONS[result.status]
+        style = "$text-error" if result.status is StepStatus.FAILED else "$foreground-muted"
+        if result.summary:
+            log.write(Content.styled(f"{icon} {server_text(result.summary)}", style))
+        for line in server_text(result.detail).splitlines():
+            log.write(Content.styled(f"  {line}", "$foreground-muted"))
 
     def _tick(self) -> None:
         if self.running and self.running in self.rows:
@@ -398,6 +456,9 @@ class RunScreen(WaScreen):
         self.query_one("#steps", VerticalScroll).scroll_to_widget(self.rows[failed.step_id], animate=False)
 
     def show_failure(self, title: str, error: WaError, detail: str = "") -> None:
+        if self.wa.prompter.take_declined():
+            # the core's hint is for the command line ("--password-stdin"); here, r asks again
+            error = WaError(error.message, "you cancelled the login dialog: press r to be asked again")
         self.failed = True
         self.wa.exit_code = 1
         self.wa.farewell = [
@@ -408,7 +469,8 @@ class RunScreen(WaScreen):
         self.query_one("#failure-title", Static).update(
             Content.assemble(("✗ ", "bold $text-error"), (title, "bold"))
         )
-        self.query_one("#failure-error", Static).update(error.message)
+        detail = server_text(detail)  # the failing tool's last words
+        self.query_one("#failure-error", Static).update(server_text(error.message))
         self.query_one("#failure-detail", Static).update(detail)
         self.query_one("#failure-detail").set_class(not detail, "hidden")
         hint = self.query_one("#failure-hint", Static)
