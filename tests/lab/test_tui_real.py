@@ -467,6 +467,33 @@ def test_diagnostics_healthy_and_with_the_hub_down(world: World, lab: Lab) -> No
         lab.start_hub()
 
 
+def test_an_unfinished_setup_goes_on_where_it_stopped(world: World, lab: Lab) -> None:
+    """A setup that failed (here: the hub down, from the command line) reopens the app's wizard, which
+    goes on where it stopped; e edits the settings first."""
+    world.need_onboarded()
+    world.cli("disconnect")
+    lab.stop_hub()
+    try:
+        code, out = world.cli("setup", "--no-tui")
+        assert code == 1, out
+    finally:
+        lab.start_hub()
+    pane = world.app()
+    pane.wait_for("Setup did not finish", timeout=60)
+    press(pane, "WelcomeScreen", "e")
+    pane.wait_for(FORM)
+    pane.wait_for(world.member.name)
+    time.sleep(0.5)
+    pane.keys("Enter")
+    ended, _ = world.answer(pane)
+    assert ended == "You're set up.", pane.screen()
+    press(pane, "DoneScreen", "q")
+    assert pane.exit_code() == 0, pane.screen()
+    pane = world.app()
+    pane.wait_for("● connected", timeout=60)  # finished: the dashboard again
+    PASSED.add(tui_keys.RESUME)
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="x stops the tunnel but the dashboard keeps showing it connected (uptime ticking): "

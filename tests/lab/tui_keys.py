@@ -25,6 +25,7 @@ RERUN = "test_setup_again_to_the_dashboard_and_its_keys"
 QUIT = "test_quit_paths"
 CTRL_C = "test_ctrl_c_exits_130"
 DISCONNECT = "test_disconnect_on_the_dashboard"
+RESUME = "test_an_unfinished_setup_goes_on_where_it_stopped"
 REPAIR = "test_repair_declined_then_quit_from_the_failure"
 DIAGNOSTICS = "test_diagnostics_healthy_and_with_the_hub_down"
 
@@ -42,6 +43,7 @@ DRIVEN: dict[tuple[str, str], str] = {
     # the wizard
     ("WelcomeScreen", "enter"): FIRST_RUN,
     ("WelcomeScreen", "q"): QUIT,
+    ("WelcomeScreen", "e"): RESUME,
     ("ProfileScreen", "escape"): FIRST_RUN,
     ("ProfileScreen", "ctrl+s"): FIRST_RUN,
     ("RunScreen", "escape"): FIRST_RUN,
