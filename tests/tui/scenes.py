@@ -8,16 +8,25 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from textual.pilot import Pilot
+from textual.widget import Widget
 
+from wa_onboard.core.engine_openssh import classify, hops
 from wa_onboard.core.profile import Profile, ProfileStore
-from wa_onboard.core.prompts import SecretQuestion
-from wa_onboard.core.results import StepStatus, TunnelState
+from wa_onboard.core.results import CheckStatus, StepStatus, TunnelState, TunnelStatus
 from wa_onboard.tui.app import WaApp, make_app
-from wa_onboard.tui.fake import FakeBackend, FakeStep, FakeTunnel, demo_steps, status
+from wa_onboard.tui.fake import (
+    FakeBackend,
+    FakeStep,
+    FakeTunnel,
+    conda_failure,
+    demo_steps,
+    mfa_question,
+    status,
+)
 
 SINCE = 1_700_000_000.0
 NOW = SINCE + 3723  # uptime 1h 02m
@@ -87,6 +96,8 @@ class Scene:
             store.save(self.profile)
         app = make_app(fake, store, profile=self.profile, clock=lambda: NOW)
         app.theme = self.theme
+        # the indeterminate progress bar (conda gives no fraction) moves with the clock: hold it still
+        app.animation_level = "none"
         return app, fake
 
 
@@ -140,10 +151,7 @@ async def _password(pilot: Pilot[int]) -> None:
 def _mfa_backend() -> FakeBackend:
     fake = FakeBackend()
     login = next(s for s in fake.steps if s.id == "login")
-    hop = "bbadger@best-tux.cae.wisc.edu"
-    login.questions = [
-        SecretQuestion("(bbadger@best-tux.cae.wisc.edu) Verification code:", hop, kind="otp"),
-    ]
+    login.questions = [mfa_question()]
     return fake
 
 
@@ -172,12 +180,7 @@ def _conda_fails_backend() -> FakeBackend:
     for step in fake.steps:
         step.questions = []
         if step.id == "env":
-            step.fail = (
-                "conda could not create env 'wa': PackagesNotFoundError",
-                "check the python version in the profile (Advanced: Python), then press r to retry",
-                "PackagesNotFoundError: The following packages are not available from current channels:\n"
-                "  - python=3.99",
-            )
+            step.fail = conda_failure("3.99")
     return fake
 
 
@@ -232,6 +235,20 @@ async def _diagnostics(pilot: Pilot[int]) -> None:
     await pilot.pause()
 
 
+def failing_row(app: WaApp) -> Widget:
+    """The first failed check's row on the diagnostics screen."""
+    from wa_onboard.tui.widgets import CheckRow
+
+    return next(r for r in app.screen.query(CheckRow) if r.result.status is CheckStatus.FAIL)
+
+
+async def _diagnostics_failure(pilot: Pilot[int]) -> None:
+    """The checks done, and the first failure in view (where the member looks first)."""
+    await _diagnostics(pilot)
+    pilot.app.screen.query_one("#checks").scroll_to_widget(failing_row(pilot.app), animate=False)
+    await pilot.pause()
+
+
 async def _diagnostics_scrolled(pilot: Pilot[int]) -> None:
     await _diagnostics(pilot)
     await pilot.press("end")
@@ -240,17 +257,15 @@ async def _diagnostics_scrolled(pilot: Pilot[int]) -> None:
 
 
 def _down_backend() -> FakeBackend:
-    return FakeBackend(
-        tunnel_session=FakeTunnel(
-            [
-                replace(
-                    status(TunnelState.DOWN, since=None, latency_ms=None),
-                    message="the jump host best-tux.cae.wisc.edu does not answer on port 22",
-                    hint="check your network (campus VPN off campus), then press r",
-                )
-            ]
-        )
+    """The dashboard after the supervisor lost the jump host: its words are the OpenSSH engine's own,
+    classified from what ssh prints when the host does not answer."""
+    jump = hops(MEMBER)[0]
+    lost = classify(
+        f"ssh: connect to host {jump.host} port {jump.port}: Connection timed out\r\n", jump, jump
     )
+    # what supervisor.BackgroundSession yields when start_detached raises
+    down = TunnelStatus("default", TunnelState.DOWN, url=MEMBER.url, message=lost.message, hint=lost.hint)
+    return FakeBackend(tunnel_session=FakeTunnel([down]))
 
 
 SCENES = [
@@ -287,7 +302,7 @@ SCENES = [
     ),
     Scene("quit-modal", "Quit with a live tunnel", profile=MEMBER, drive=_quit_modal),
     Scene("help", "Help", profile=MEMBER, drive=_help),
-    Scene("diagnostics", "Diagnostics with a failure", profile=MEMBER, drive=_diagnostics),
+    Scene("diagnostics", "Diagnostics with a failure", profile=MEMBER, drive=_diagnostics_failure),
     Scene(
         "diagnostics-end", "Diagnostics, scrolled to the failure", profile=MEMBER, drive=_diagnostics_scrolled
     ),

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
 
+from wa_onboard.core import conda_scripts, doctor, onboarding, paths, sshfiles
+from wa_onboard.core.doctor.registry import Outcome, fail, ok, run_checks, warn
 from wa_onboard.core.errors import Cancelled
 from wa_onboard.core.plan import EventSink, PlanEvent, Step, StepContext, StepError, StepFinished, run_plan
-from wa_onboard.core.profile import Profile
+from wa_onboard.core.profile import DEFAULT_PROFILE, Profile
 from wa_onboard.core.prompts import ConfirmQuestion, HostKeyQuestion, Prompter, SecretQuestion
-from wa_onboard.core.results import CheckResult, CheckStatus, TunnelState, TunnelStatus
+from wa_onboard.core.results import CheckResult, TunnelState, TunnelStatus
 from wa_onboard.tui.backend import SetupOutcome, StepInfo
 
 Question = SecretQuestion | HostKeyQuestion | ConfirmQuestion
@@ -38,6 +42,8 @@ class FakeStep(Step):
     """(message, hint, detail) to fail with."""
     fail_times: int = 1
     """How many runs fail before the step succeeds (for Retry)."""
+    stream: bool = False
+    """Each output line is also the progress message, as ``onboarding.run_script`` streams conda."""
     hold: threading.Event | None = None
     """The step waits here (after its output) until the event is set, so a test can look."""
     summary: str = ""
@@ -64,10 +70,12 @@ class FakeStep(Step):
                         f"host key of {question.host} not trusted", "compare the fingerprint, then retry"
                     )
             self.answers.append(answer)
-        for line in self.output:
-            ctx.output(line)
         for message, fraction in self.progress:
             ctx.progress(message, fraction)
+        for line in self.output:
+            ctx.output(line)
+            if self.stream:
+                ctx.progress(line.strip()[:100])
         if self.hold is not None:
             while not self.hold.wait(0.02):
                 ctx.check_cancelled()
@@ -77,69 +85,120 @@ class FakeStep(Step):
         return self.summary
 
 
-def demo_steps(user: str = "bbadger") -> list[FakeStep]:
-    """The real plan's steps (core.onboarding.build_plan), with a first run's questions and output."""
-    jump = f"{user}@best-tux.cae.wisc.edu"
-    include = ConfirmQuestion(
-        "Add an Include line to ~/.ssh/config?",
-        "Adds one line at the top of ~/.ssh/config:\n    Include ~/.ssh/wa-onboard/config\n"
-        "so `ssh wa-ws` and editors' remote features reach the workstation too. It only defines "
-        "wa-* hosts; your other hosts are unchanged.",
+#: Where the demo member's files are on the laptop and on the workstation (Linux homes).
+DEMO_HOME = "/home/{user}"
+#: What the conda stand-in in the lab (and real conda) prints for ``conda create``, blank lines dropped as
+#: ``onboarding.run_script`` drops them; the drift test checks each line against the stand-in.
+CONDA_CREATE_LINES = (
+    "Channels:",
+    " - defaults",
+    "Platform: linux-64",
+    "Collecting package metadata (repodata.json): done",
+    "Solving environment: done",
+    "## Package Plan ##",
+)
+
+
+def _in_home(home: str, path: Path) -> str:
+    """A path under this user's home, shown under the demo member's home instead."""
+    return f"{home}/{path.relative_to(Path.home().absolute()).as_posix()}"
+
+
+def include_question(user: str = "bbadger") -> ConfirmQuestion:
+    """``sshfiles.add_include``'s question, for a laptop without a ~/.ssh/config yet."""
+    home = DEMO_HOME.format(user=user)
+    target = _in_home(home, sshfiles.user_config_path())
+    return ConfirmQuestion(
+        f"Add an Include line to {target}?",
+        f"Adds one line at the top of {target}:\n    Include {_in_home(home, sshfiles.config_path())}\n"
+        f"so `ssh {sshfiles.aliases().ws}` and editors' remote features reach the workstation too. "
+        "It only defines wa-* hosts; your other hosts are unchanged.",
+        default=False,
     )
-    host_key = HostKeyQuestion(
-        "best-tux.cae.wisc.edu", "ED25519", "SHA256:n2Wc6fJkBq0VZl3Cq0v8h2pO1Rz3X7yYbE4sQm9tKfA"
-    )
-    return [
-        FakeStep("profile", "Check the profile", seconds=0.0, summary="all values valid"),
-        FakeStep(
-            "key",
-            "Make this laptop's SSH key",
-            seconds=0.4,
-            questions=[include],
-            output=["Generating public/private ed25519 key pair."],
-            summary="~/.ssh/wa_onboard_ed25519",
-        ),
-        FakeStep(
-            "login",
-            "Log in to the jump host and the workstation",
-            seconds=6.2,
-            questions=[host_key, SecretQuestion(f"{jump}'s password:", jump)],
-            output=[f"Authenticated to best-tux.cae.wisc.edu as {user} (password)."],
-        ),
-        FakeStep(
-            "key-install",
-            "Install the key on both hosts",
-            seconds=1.8,
-            output=["key added to ~/.ssh/authorized_keys"],
-            summary="key login works on both hosts",
-        ),
-        FakeStep(
-            "conda",
-            "Find conda on the workstation",
-            seconds=1.2,
-            output=["module load anaconda", "conda 24.9.2 in /opt/anaconda3"],
-            summary="conda 24.9.2 (module anaconda)",
-        ),
-        FakeStep(
-            "env",
-            "Create your conda env",
-            seconds=94.0,
-            output=[
-                "Channels:",
-                " - defaults",
-                "Collecting package metadata (repodata.json): done",
-                "Solving environment: done",
-                "Downloading and Extracting Packages: ...working...",
-            ],
-            progress=[("Downloading packages (31 of 52)", 0.6)],
-            summary="~/.conda/envs/wa",
-        ),
-        FakeStep("ipykernel", "Make sure ipykernel is in the env", seconds=3.1, skip="ipykernel 6.29.5"),
-        FakeStep("kernel", "Register the kernel", seconds=2.2, summary="WA -> ~/.conda/envs/wa/bin/python"),
-        FakeStep("verify", "Check the kernel works", seconds=1.4),
-        FakeStep("tunnel", "Start the tunnel and check the hub", seconds=2.6, summary="hub 5.2.1"),
-        FakeStep("browser", "Open the hub in the browser", seconds=0.3),
+
+
+def password_question(user: str = "bbadger", profile: Profile | None = None) -> SecretQuestion:
+    """The OpenSSH engine's question for ssh's password prompt on the jump host."""
+    jump = (profile or Profile(user=user)).jump_address[0]
+    return SecretQuestion(f"{user}@{jump}'s password:", f"{user}@{jump}", "password")
+
+
+def mfa_question(user: str = "bbadger", profile: Profile | None = None) -> SecretQuestion:
+    """The OpenSSH engine's question for a keyboard-interactive verification code on the jump host."""
+    jump = (profile or Profile(user=user)).jump_address[0]
+    return SecretQuestion("Verification code:", f"{user}@{jump}", "otp")
+
+
+def host_key_question(profile: Profile | None = None) -> HostKeyQuestion:
+    """The question for the jump host's key on a first connection (ssh prints type and fingerprint)."""
+    jump = (profile or Profile()).jump_address[0]
+    return HostKeyQuestion(jump, "ED25519", "SHA256:n2Wc6fJkBq0VZl3Cq0v8h2pO1Rz3X7yYbE4sQm9tKfA")
+
+
+def conda_failure(python: str = "3.99") -> tuple[str, str, str]:
+    """A failed ``conda create`` as the env step reports it: (message, hint, detail)."""
+    lines = [
+        "PackagesNotFoundError: The following packages are not available from current channels:",
+        f"  - python={python}",
     ]
+    failure = conda_scripts.conda_failure(lines, python=python)
+    return f"conda create failed: {failure.line}", failure.hint, "\n".join(lines)
+
+
+def demo_steps(user: str = "bbadger") -> list[FakeStep]:
+    """The real plan's steps (``onboarding.build_plan``: ids and titles), scripted as a first run
+    goes in the lab: the questions the core asks, the lines it streams, the summaries it returns.
+    Every text is checked against the real modules by tests/tui/test_fake_drift.py."""
+    profile = Profile(user=user)
+    home = DEMO_HOME.format(user=user)
+    jump, ws = profile.jump_address[0], profile.host_address[0]
+    prefix = f"{home}/.conda/envs/{profile.env}"
+    key, ssh_config = (_in_home(home, path) for path in (paths.key_file(), sshfiles.config_path()))
+    python = f"{prefix}/bin/python"
+    url = profile.url
+    scripts: dict[str, dict[str, Any]] = {
+        "profile": dict(
+            seconds=0.0,
+            skip=f"{user}@{ws} via {jump}; env {profile.env}, kernel {profile.kernel_name} "
+            f"({profile.display_name!r})",
+        ),
+        "key": dict(
+            seconds=0.4,
+            questions=[include_question(user)],
+            summary=f"made {key} (ed25519); ~/.ssh/config includes {ssh_config}",
+        ),
+        "login": dict(
+            seconds=6.2,
+            questions=[host_key_question(profile), password_question(user, profile)],
+            summary=f"logged in as {user} on {jump} and {ws}",
+        ),
+        "key-install": dict(seconds=1.8, summary="key added on the jump host, added on the workstation"),
+        "conda": dict(seconds=1.2, skip="conda 24.9.2 from module anaconda; base /opt/anaconda3"),
+        "env": dict(
+            seconds=94.0,
+            output=CONDA_CREATE_LINES,
+            progress=[(f"conda create -n {profile.env} python={profile.python} ipykernel", None)],
+            stream=True,
+            summary=f"created env {profile.env} at {prefix} (python 3.11.9) in 88.4 s of conda",
+        ),
+        "ipykernel": dict(seconds=3.1, skip="ipykernel 6.29.5"),
+        "kernel": dict(
+            seconds=2.2,
+            summary=f"registered {profile.kernel_name} ({profile.display_name!r}) -> {python}",
+        ),
+        "verify": dict(
+            seconds=1.4,
+            summary=f"{home}/.local/share/jupyter/kernels/{profile.kernel_name.lower()}/kernel.json: "
+            f"argv[0] {python} imports ipykernel",
+        ),
+        "tunnel": dict(
+            seconds=2.6,
+            summary=f"tunnel up at {url} (background pid 4242); check it: wa-onboard status, "
+            "stop it: wa-onboard disconnect",
+        ),
+        "browser": dict(seconds=0.3, summary=f"opened {url}; log in with your campus password"),
+    }
+    return [FakeStep(step.id, step.title, **scripts[step.id]) for step in onboarding.build_plan(profile)]
 
 
 def status(state: TunnelState, **changes: object) -> TunnelStatus:
@@ -198,34 +257,64 @@ class FakeTunnel:
         self._queue.put(None)
 
 
-def demo_checks() -> list[CheckResult]:
-    """A doctor run on a laptop whose hub is down on the workstation."""
-    ok, fail, skip, warn = CheckStatus.OK, CheckStatus.FAIL, CheckStatus.SKIP, CheckStatus.WARN
-    return [
-        CheckResult("ssh-client", "local", ok, "OpenSSH_9.2p1 (ProxyJump supported)", duration_ms=4),
-        CheckResult("profile", "local", ok, "profile 'default' is valid", duration_ms=1),
-        CheckResult("key", "local", ok, "key ~/.ssh/wa_onboard_ed25519 is 0600", duration_ms=1),
-        CheckResult("local-port", "local", ok, "127.0.0.1:8000 is free", duration_ms=2),
-        CheckResult("jump-dns", "network", ok, "best-tux.cae.wisc.edu resolves", duration_ms=12),
-        CheckResult("jump-tcp", "network", ok, "port 22 answers", duration_ms=18),
-        CheckResult("jump-key", "ssh", ok, "key login on the jump host", duration_ms=95),
-        CheckResult("ws-key", "ssh", ok, "key login on the workstation", duration_ms=140),
-        CheckResult("conda", "workstation", ok, "conda 24.9.2 via module anaconda", duration_ms=210),
-        CheckResult("env", "workstation", ok, "env 'wa' exists", duration_ms=30),
-        CheckResult("quota", "workstation", warn, "home is 91% full (1.8 GB free)",
-                    hint="free space: conda clean --all", duration_ms=25),
-        CheckResult(
-            "hub-listening",
-            "workstation",
-            fail,
-            "nothing listens on the workstation's port 8000",
-            detail="ss -ltn: no socket on 127.0.0.1:8000",
-            hint="the hub is down: ask the lab admins to run `systemctl start jupyterhub`",
-            duration_ms=40,
+def demo_outcomes(user: str = "bbadger") -> dict[str, Outcome]:
+    """What each of the doctor's checks says on a laptop whose tunnel runs while JupyterHub is down on
+    the workstation (the lab's ``stop_hub()``). Checks not named here are skipped by the real runner."""
+    profile = Profile(user=user)
+    home = DEMO_HOME.format(user=user)
+    jump, ws = profile.jump_address[0], profile.host_address[0]
+    names = sshfiles.aliases()
+    port = profile.local_port
+    ssh = "OpenSSH_9.2p1 Debian-2+deb12u3, OpenSSL 3.0.15 3 Sep 2024"
+    fingerprint = "SHA256:3kqJ9hM4sQ0bX7cT1uWfLr8yVn2pZ6eA5dG0iKoHj1E"
+    prefix = f"{home}/.conda/envs/{profile.env}"
+    return {
+        "local.ssh-client": ok(f"{ssh.split(',')[0].split()[0]} (ProxyJump supported)", ssh),
+        "local.profile": ok(f"profile '{DEFAULT_PROFILE}': {user} on {ws} via {jump}"),
+        "local.key": ok(f"key {paths.key_file().name} (mode 0600, {fingerprint})"),
+        "local.ssh-config": ok(
+            f"{_in_home(home, sshfiles.config_path())} matches the profile ({names.jump}, {names.ws})"
         ),
-        CheckResult("hub-health", "tunnel", skip, "because hub-listening failed"),
-        CheckResult("websocket", "tunnel", skip, "because hub-listening failed"),
-    ]  # fmt: skip
+        "local.port": ok(f"127.0.0.1:{port} is held by our tunnel (ssh (pid 4243))"),
+        "network.resolve": ok(f"{jump} resolves to 128.104.158.20"),
+        "network.tcp": ok(f"{jump}:22 (128.104.158.20) accepts TCP connections"),
+        "network.banner": ok("SSH server answers: SSH-2.0-OpenSSH_8.7"),
+        "ssh.jump": ok(f"key login as {user}@{jump} works (BatchMode)"),
+        "ssh.workstation": ok(
+            f"key login as {user}@{ws} through {jump} works; the tunnel's connection is live"
+        ),
+        "workstation.disk": warn(
+            f"little space left: 812 MB free in {home}",
+            "free space in your home on the workstation (e.g. `conda clean --all -y` drops cached packages)",
+        ),
+        "workstation.conda": ok("conda 24.9.2 via module anaconda", "/opt/anaconda3/bin/conda"),
+        "workstation.env": ok(f"env '{profile.env}' at {prefix} (Python 3.11.9)"),
+        "workstation.ipykernel": ok(f"ipykernel 6.29.5 imports in env '{profile.env}'"),
+        "workstation.kernelspec": ok(
+            f"kernel '{profile.kernel_name.lower()}' ({profile.display_name}) runs {prefix}/bin/python"
+        ),
+        "workstation.hub-port": fail(
+            f"nothing listens on the workstation's port {profile.remote_port}: JupyterHub is not running",
+            "ask the lab admins to start JupyterHub on the workstation"
+            " (or fix the port: wa-onboard setup --remote-port N)",
+        ),
+        "tunnel.supervisor": ok("supervisor running (pid 4242, up since 09:41)"),
+    }
+
+
+def demo_checks(outcomes: dict[str, Outcome] | None = None) -> list[CheckResult]:
+    """The doctor's real checks (ids, layers, order, and the skips that follow a failure, from
+    ``core.doctor``'s registry and runner), each answering with its scripted outcome."""
+    scripted = demo_outcomes() if outcomes is None else outcomes
+    missing = fail("not scripted", "")
+
+    def answer(check_id: str) -> Callable[[object], Outcome]:
+        return lambda ctx: scripted.get(check_id, missing)
+
+    checks = [replace(c, func=answer(c.id)) for c in doctor.REGISTRY.checks]
+    results = run_checks(checks, None, max_workers=1)
+    timed = {"network.tcp": 18, "ssh.jump": 95, "ssh.workstation": 140, "workstation.conda": 210}
+    return [replace(r, duration_ms=timed.get(r.id, 2)) for r in results]
 
 
 @dataclass
