@@ -33,7 +33,7 @@ COMMANDS = {
 
 _DESCRIPTION = """\
 Get onto the lab's JupyterHub: an SSH tunnel through the campus jump host to the workstation,
-your own conda env with the "WA" kernel, and the browser at http://localhost:8000/jupyter.
+your own conda env with the "WA" kernel, and the browser at http://127.0.0.1:8000/jupyter.
 
 Run with no command for the guided app (the setup wizard the first time, then the dashboard).
 Every day after that:  wa-onboard connect

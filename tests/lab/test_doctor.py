@@ -311,7 +311,7 @@ def test_local_port_taken_by_another_program(lab: Lab, onboarded: Onboarded) -> 
         squatter.terminate()
         squatter.wait(timeout=10)
     assert code == 0, table(checks)
-    url = f"http://localhost:8001{lab.base_url}/"
+    url = f"http://127.0.0.1:8001{lab.base_url}/"
     assert f"your tunnel uses 8001 instead: {url}" in str(checks["local.port"]["summary"]), table(checks)
     assert {c["status"] for c in checks.values()} == {"ok"}, table(checks)
     assert f"at {url}" in str(checks["tunnel.hub"]["summary"])

@@ -286,7 +286,7 @@ def test_tunnel_already_up_on_another_port(hub: int) -> None:
     port = free_port()
     profile = Profile(user="bbadger", local_port=port)
     ctx = local_ctx(profile)
-    url = f"http://localhost:{hub}/jupyter/"
+    url = f"http://127.0.0.1:{hub}/jupyter/"
     record = tunnelstate.TunnelRecord("default", os.getpid(), hub, url, "openssh", "connected", since=0.0)
     ctx.once("live-tunnel", lambda: record)
     assert checks_local.local_port(ctx).summary == f"127.0.0.1:{port} is free; your tunnel uses {hub}: {url}"

@@ -220,7 +220,7 @@ def local_port(ctx: DoctorContext) -> Outcome:
         )
     return warn(
         f"port {port} is taken by {who}; {ctx.command('connect')} will use {spare} instead",
-        f"to keep http://localhost:{port}: {find}",
+        f"to keep port {port}: {find}",
         detail,
     )
 
