@@ -23,11 +23,14 @@ from wa_onboard.core import sshfiles
 from wa_onboard.core.engine_openssh import OpenSshEngine, our_ssh_processes
 from wa_onboard.core.errors import WaError
 from wa_onboard.core.profile import Profile
+from wa_onboard.core.prompts import PasswordOnce
 
 
 def main() -> None:
     setup = json.loads(sys.stdin.readline())
     prompter = ScriptedPrompter(setup.get("answers", []), setup.get("trust", True))
+    # as every real front end does: one password for both hops (the engine no longer offers it itself)
+    prompter.secret = PasswordOnce(prompter.secret).secret  # type: ignore[method-assign]
     engine = OpenSshEngine(Profile.make(setup["profile"]))
     for raw in sys.stdin:
         cmd = json.loads(raw)
