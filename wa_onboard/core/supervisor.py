@@ -454,6 +454,15 @@ class Supervisor:
             probe = probe_hub(
                 self.local_port, self.profile.base_url, self.profile.remote_port, self.probe_timeout
             )
+            if probe.ok and not self._engine_alive():
+                # something answers on the port, but our connection is gone: the port was free the
+                # moment the forward died, and another program (another user's, a fake login page)
+                # took it. Never call that "connected": reconnect, which moves off a foreign holder.
+                lost = f"the connection was lost, and another program answers on port {self.local_port} now"
+                self.log.info("path lost: %s", lost)
+                if not self._reconnect(stop, lost):
+                    break
+                continue
             if probe.ok:
                 if self.status.state is not TunnelState.UP:
                     self.hub_version = hub_version(self.local_port, self.profile.base_url, probe=probe)
@@ -467,6 +476,10 @@ class Supervisor:
             if not self._reconnect(stop, probe.message):
                 break
         return self.status
+
+    def _engine_alive(self) -> bool:
+        engine = self.engine
+        return engine is not None and engine.is_alive()
 
     def _path_alive(self, probe: Probe) -> bool:
         engine = self.engine
