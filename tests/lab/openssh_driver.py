@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import sys
+from types import SimpleNamespace
 from typing import Any
 
 from paramiko_driver import ScriptedPrompter, error
@@ -23,11 +24,15 @@ from wa_onboard.core import sshfiles
 from wa_onboard.core.engine_openssh import OpenSshEngine, our_ssh_processes
 from wa_onboard.core.errors import WaError
 from wa_onboard.core.profile import Profile
+from wa_onboard.core.prompts import PasswordOnce
 
 
 def main() -> None:
     setup = json.loads(sys.stdin.readline())
-    prompter = ScriptedPrompter(setup.get("answers", []), setup.get("trust", True))
+    scripted = ScriptedPrompter(setup.get("answers", []), setup.get("trust", True))
+    # as the CLI's and the app's prompters answer: the campus password once for both hops
+    once = PasswordOnce(scripted.secret)
+    prompter = SimpleNamespace(secret=once.secret, confirm=scripted.confirm, asked=scripted.asked)
     engine = OpenSshEngine(Profile.make(setup["profile"]))
     for raw in sys.stdin:
         cmd = json.loads(raw)
