@@ -137,10 +137,10 @@ def test_an_interrupted_backup_changes_nothing(isolated_home: Path, monkeypatch:
     backup.write_text("the previous backup\n")
     real_write = paths.write_private_file
 
-    def killed_at_backup(path: Path, data: str) -> None:
+    def killed_at_backup(path: Path, data: str, errors: str = "strict") -> None:
         if path == backup:
             raise KeyboardInterrupt
-        real_write(path, data)
+        real_write(path, data, errors)
 
     monkeypatch.setattr(paths, "write_private_file", killed_at_backup)
     with pytest.raises(KeyboardInterrupt):
@@ -153,3 +153,24 @@ def test_declined_writes_nothing(isolated_home: Path) -> None:
     config = user_config(isolated_home)
     assert sshfiles.add_include(Answers(False)) is False
     assert config.read_text() == ORIGINAL and not backup_of(config).exists()
+
+
+def test_a_config_that_is_not_utf8_keeps_every_byte(isolated_home: Path) -> None:
+    """A Latin-1 comment (ssh reads bytes) was a UnicodeDecodeError traceback on the first setup, and
+    the next run, with the key made, never offered the line again."""
+    path = user_config(isolated_home, None)
+    original = b"# caf\xe9 (Latin-1)\nHost *\n    User me\n"
+    path.write_bytes(original)
+    assert sshfiles.add_include(Answers(True)) is True
+    assert path.read_bytes().endswith(original)
+    assert sshfiles.include_present()
+    backup = path.with_name(path.name + sshfiles.BACKUP_SUFFIX)
+    assert backup.read_bytes() == original
+
+
+def test_a_config_that_is_a_folder_is_said_in_words(isolated_home: Path) -> None:
+    from wa_onboard.core.errors import WaError
+
+    (isolated_home / ".ssh" / "config").mkdir(parents=True)
+    with pytest.raises(WaError, match="cannot read"):
+        sshfiles.add_include(Answers(True))

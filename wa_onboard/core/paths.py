@@ -101,7 +101,7 @@ def open_private(path: Path) -> IO[str]:
         raise
 
 
-def write_private_file(path: Path, data: str) -> None:
+def write_private_file(path: Path, data: str, errors: str = "strict") -> None:
     """Write atomically (temp file + rename) with mode 0600, so a crash never leaves half a file.
 
     Missing folders are made 0700; the folder the file lands in is otherwise left as it is. The
@@ -111,7 +111,7 @@ def write_private_file(path: Path, data: str) -> None:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+        with os.fdopen(fd, "w", encoding="utf-8", errors=errors, newline="\n") as handle:
             if sys.platform != "win32":
                 os.fchmod(handle.fileno(), 0o600)  # mkstemp's 0600 is still cut by an odd umask
             handle.write(data)

@@ -306,7 +306,7 @@ def include_present(text: str | None = None) -> bool:
     """Our Include is in effect: before the first Host/Match line (inside a block it is conditional)."""
     if text is None:
         try:
-            text = user_config_path().read_text(encoding="utf-8")
+            text = _read_user_config(user_config_path())
         except FileNotFoundError:
             return False
     for line in text.splitlines():
@@ -332,7 +332,7 @@ def add_include(prompter: Prompter) -> bool:
     before), False when the member declined."""
     target = user_config_path()
     try:
-        text = target.read_text(encoding="utf-8")
+        text = _read_user_config(target)
         exists = True
     except FileNotFoundError:
         text, exists = "", False
@@ -349,6 +349,18 @@ def add_include(prompter: Prompter) -> bool:
     if not prompter.confirm(question):
         return False
     if exists:
-        paths.write_private_file(backup, text)
-    paths.write_private_file(target.resolve(), with_include(text))
+        paths.write_private_file(backup, text, errors="surrogateescape")
+    paths.write_private_file(target.resolve(), with_include(text), errors="surrogateescape")
     return True
+
+
+def _read_user_config(target: Path) -> str:
+    """The member's ~/.ssh/config as text, every byte kept: ssh reads it as bytes, so a comment in
+    Latin-1 is fine there and must survive our edit (surrogateescape writes it back as it was)."""
+    try:
+        return target.read_text(encoding="utf-8", errors="surrogateescape")
+    except (IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+        raise WaError(
+            f"cannot read {target}: {exc.strerror or exc}",
+            f"make {target} a readable file (or move it away), then run setup again",
+        ) from None

@@ -117,6 +117,17 @@ def _header(head: bytes, name: str) -> str | None:
     return match.group(1).decode("ascii", "replace") if match else None
 
 
+_VERSION_CHARS = re.compile(r"[^A-Za-z0-9.+_-]")
+
+
+def _version_text(value: object) -> str | None:
+    """A version a server claims, as we show it: only the characters a version has, at most 40.
+    The server on the local port may not be the hub at all (another program, or another user's,
+    holds it), so its words must not reach a terminal (escape codes) or the app (markup)."""
+    text = _VERSION_CHARS.sub("", str(value))[:40] if value is not None else ""
+    return text or None
+
+
 def hub_url(port: int, base_url: str, path: str) -> str:
     return f"http://127.0.0.1:{port}{base_url}{path}"
 
@@ -134,7 +145,8 @@ def probe_hub(port: int, base_url: str, remote_port: int = 0, timeout: float = 3
     except OSError as exc:
         return _probe_os_error(exc, remote_port, took())
     if 200 <= code < 300:
-        return Probe(True, status=code, latency_ms=took(), version=_header(head, "X-JupyterHub-Version"))
+        version = _version_text(_header(head, "X-JupyterHub-Version"))
+        return Probe(True, status=code, latency_ms=took(), version=version)
     if code == 503:
         return Probe(
             False,
@@ -204,7 +216,7 @@ def hub_version(port: int, base_url: str, timeout: float = 3.0, probe: Probe | N
     except (OSError, ValueError):
         return None
     version = data.get("version") if isinstance(data, dict) else None
-    return str(version) if version else None
+    return _version_text(version) if version else None
 
 
 # --- backoff -------------------------------------------------------------------------------------
@@ -442,6 +454,15 @@ class Supervisor:
             probe = probe_hub(
                 self.local_port, self.profile.base_url, self.profile.remote_port, self.probe_timeout
             )
+            if probe.ok and not self._engine_alive():
+                # something answers on the port, but our connection is gone: the port was free the
+                # moment the forward died, and another program (another user's, a fake login page)
+                # took it. Never call that "connected": reconnect, which moves off a foreign holder.
+                lost = f"the connection was lost, and another program answers on port {self.local_port} now"
+                self.log.info("path lost: %s", lost)
+                if not self._reconnect(stop, lost):
+                    break
+                continue
             if probe.ok:
                 if self.status.state is not TunnelState.UP:
                     self.hub_version = hub_version(self.local_port, self.profile.base_url, probe=probe)
@@ -455,6 +476,10 @@ class Supervisor:
             if not self._reconnect(stop, probe.message):
                 break
         return self.status
+
+    def _engine_alive(self) -> bool:
+        engine = self.engine
+        return engine is not None and engine.is_alive()
 
     def _path_alive(self, probe: Probe) -> bool:
         engine = self.engine

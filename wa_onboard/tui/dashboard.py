@@ -61,7 +61,7 @@ class DashboardScreen(WaScreen):
                 with Grid(id="facts"):
                     for key, label in FIELDS:
                         yield Label(label, classes="fact-label")
-                        yield Label("-", id=f"f-{key}", classes="fact-value")
+                        yield Label("-", id=f"f-{key}", classes="fact-value", markup=False)
             yield Static("", id="tunnel-message")
             yield Static("", id="daily", classes="muted")
         yield Footer()

@@ -223,7 +223,7 @@ class ProfilePicker(ModalScreen[str | None]):
             box.border_title = "Switch profile"
             yield OptionList(*options, id="profiles")
             yield Input(placeholder="name for the new profile", id="new-name", classes="hidden")
-            yield Label("", id="new-name-error", classes="field-error")
+            yield Label("", id="new-name-error", classes="field-error", markup=False)
 
     @on(OptionList.OptionSelected)
     def picked(self, event: OptionList.OptionSelected) -> None:

@@ -184,7 +184,7 @@ class ProfileScreen(WaScreen):
             Label(label, classes="field-label"),
             Vertical(
                 Input(str(value), placeholder=placeholder, id=f"in-{name}", classes="field-input"),
-                Label("", id=f"err-{name}", classes="field-error"),
+                Label("", id=f"err-{name}", classes="field-error", markup=False),
                 classes="field-box",
             ),
             classes="field-row",
