@@ -501,6 +501,8 @@ class OpenSshEngine:
         for master in owned.values():
             if not master.child.isalive():
                 return False
+        if self.ws_hop.role in owned:
+            return True  # our own master runs, and holds the forward's socket: no `ssh -O check` process
         return self.master_pid(self.ws_hop) is not None
 
     def _shell_argv(self, hop: Hop) -> list[str]:

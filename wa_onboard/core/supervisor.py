@@ -793,6 +793,19 @@ def stop_supervisor(profile_name: str, timeout: float = 15.0) -> int | None:
     return record.pid
 
 
+def _settled_status(profile_name: str, profile: Profile, wait: float = 8.0) -> TunnelStatus:
+    """The running supervisor's status, given a few probe rounds to catch up when it is not connected:
+    after the hub comes back (a retry in setup), its record says "down" until its next probe, which
+    judges the hub through its own live connection (a probe from here could not tell our forward from
+    another program on the port)."""
+    deadline = time.monotonic() + wait
+    while True:
+        status = verify_status(profile_name, profile)
+        if status.connected or time.monotonic() >= deadline or not tunnelstate.lock_is_held(profile_name):
+            return status
+        time.sleep(0.25)
+
+
 def start_detached(
     profile: Profile, profile_name: str = DEFAULT_PROFILE, *, explicit_port: bool = False, fork: bool = False
 ) -> str:
@@ -800,7 +813,7 @@ def start_detached(
     and wait until the hub is healthy. Returns a one-line summary; raises ConnectError.
     ``fork``: see launch_detached (the CLI's connect and open, which exit right after)."""
     if tunnelstate.lock_is_held(profile_name):
-        status = verify_status(profile_name, profile)
+        status = _settled_status(profile_name, profile)
         if status.connected:
             return f"already running at {status.url} (pid {status.pid})"
         raise ConnectError(
