@@ -968,3 +968,37 @@ def test_login_clears_the_socket_a_killed_master_left(control: Path, monkeypatch
     )
     assert engine._live_master_or_clean(engine.jump_hop) is None
     assert not stale.exists()
+
+
+def test_the_tui_session_ends_a_stop_on_down_and_comes_back_on_reconnect(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The dashboard shows the last snapshot it got: after x (stop) that must be DOWN, not the UP
+    from before; and r after x starts the tunnel again."""
+    from wa_onboard.core import supervisor
+
+    started: list[str] = []
+    stopped: list[str] = []
+    up = TunnelStatus("default", TunnelState.UP, url=PROFILE.url, pid=4242, since=1.0)
+    monkeypatch.setattr(supervisor, "start_detached", lambda profile, name: started.append(name))
+    monkeypatch.setattr(supervisor, "stop_supervisor", lambda name: stopped.append(name))
+    monkeypatch.setattr(supervisor, "verify_status", lambda name, profile=None: up)
+    session = supervisor.BackgroundSession("default", PROFILE)
+
+    def watch() -> list[TunnelStatus]:
+        seen: list[TunnelStatus] = []
+        for status in session.statuses():
+            seen.append(status)
+            if status.state is TunnelState.UP:
+                session.stop()  # as x does, from another thread in the app; here between polls
+        return seen
+
+    seen = watch()
+    assert [s.state for s in seen] == [TunnelState.CONNECTING, TunnelState.UP, TunnelState.DOWN]
+    assert seen[-1].message == "stopped" and seen[-1].since is None and seen[-1].pid is None
+    assert started == ["default"] and stopped == ["default"]
+
+    session.reconnect()
+    again = watch()
+    assert [s.state for s in again] == [TunnelState.CONNECTING, TunnelState.UP, TunnelState.DOWN]
+    assert started == ["default", "default"]

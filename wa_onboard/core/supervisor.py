@@ -815,8 +815,11 @@ class BackgroundSession:
         self.profile = profile
         self._done = threading.Event()
         self._restart = threading.Event()
+        self._stopped = False
 
     def statuses(self) -> Iterator[TunnelStatus]:
+        """Snapshots until stop() or detach(); a stop ends on a DOWN one, so a watcher never keeps
+        showing the tunnel it just stopped as connected."""
         last: TunnelStatus | None = None
         self._restart.set()
         while not self._done.is_set():
@@ -841,13 +844,25 @@ class BackgroundSession:
                 yield status
                 last = status
             self._done.wait(2.0)
+        if self._stopped:
+            yield TunnelStatus(
+                self.profile_name,
+                TunnelState.DOWN,
+                url=self.profile.url,
+                local_port=self.profile.local_port,
+                message="stopped",
+            )
 
     def reconnect(self) -> None:
+        """A new tunnel now; after stop() too (the next statuses() starts it)."""
         stop_supervisor(self.profile_name)
+        self._stopped = False
+        self._done.clear()
         self._restart.set()
 
     def stop(self) -> None:
         stop_supervisor(self.profile_name)
+        self._stopped = True
         self._done.set()
 
     def detach(self) -> None:
