@@ -272,6 +272,10 @@ class Login(Step):
             if exc.failure in _NEEDS_INTERACTIVE:
                 return None
             raise StepError(exc.message, exc.hint, exc.detail) from None
+        if not _engine(ctx).key_logs_in():
+            # logged in through a running tunnel's connection: fine for the steps, but the key
+            # itself is not proved, so the next step installs it
+            return "connected through the running tunnel's ssh connection"
         ctx.state["key_login"] = True
         return "the key logs in to both hosts"
 
@@ -313,6 +317,8 @@ class InstallKey(Step):
         close(ctx)
         try:
             _login(ctx, NoPrompter(), interactive=False)
+            if not _engine(ctx).key_logs_in():
+                raise ConnectError(Failure.PASSWORD_NEEDED, "the host did not accept the key by itself")
         except ConnectError as exc:
             raise StepError(
                 f"the key was installed but a key-only login still fails: {exc.message}",
