@@ -443,7 +443,7 @@ def test_diagnostics_healthy_and_with_the_hub_down(world: World, lab: Lab) -> No
         pane.wait_for("Start with the first failure.", timeout=180)
         assert "1 failed" in pane.screen(), pane.screen()
         # what the failure says is in the report too (the screen scrolls to its row: test_snapshots),
-        # report, saved again over the healthy one
+        # saved again over the healthy one
         press(pane, "DiagnosticsScreen", "s")
         pane.wait_for("Save the report")
         time.sleep(0.3)

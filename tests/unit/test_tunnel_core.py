@@ -541,6 +541,20 @@ def test_yes_accepts_host_keys_and_safe_changes_only() -> None:
     assert asked.confirm(HostKeyQuestion("jump", "ED25519", "SHA256:abc"))
 
 
+def test_without_a_terminal_a_destructive_question_does_not_point_to_yes() -> None:
+    """--yes never answers a destructive question: the refusal must not tell the member it would."""
+    for assume_yes in (False, True):
+        out = io.StringIO()
+        p = CliPrompter(assume_yes=assume_yes, out=out, interactive=False)
+        assert not p.confirm(ConfirmQuestion("delete the env?", destructive=True))
+        said = out.getvalue()
+        assert "--yes answers yes" not in said, said
+        assert "--yes never answers" in said and "terminal" in said and "app" in said, said
+    safe = io.StringIO()
+    assert not CliPrompter(out=safe, interactive=False).confirm(ConfirmQuestion("add a line?"))
+    assert "--yes answers yes" in safe.getvalue()
+
+
 # --- status with nothing running ----------------------------------------------------------------------
 
 
