@@ -342,3 +342,30 @@ def test_a_404_hint_never_suggests_the_base_url_already_set(ws: Workstation, hub
     )
     assert lab not in through.hint and "not the lab's JupyterHub" in through.hint
     assert "wa-onboard --profile lab2 setup --host" in through.hint and "--remote-port" in through.hint
+
+
+def test_a_privileged_port_is_named_as_such_not_busy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Below 1024 the system refuses a normal user the port: the doctor says so in connect's words,
+    and does not send the member hunting for a program that holds it."""
+    profile = Profile(user="bbadger", local_port=80)
+    monkeypatch.setattr(tunnelstate, "port_state", lambda port: tunnelstate.PortState.DENIED)
+    outcome = checks_local.local_port(local_ctx(profile))
+    assert outcome.status is CheckStatus.FAIL, outcome
+    assert "privileged port (below 1024)" in outcome.summary, outcome
+    assert "taken" not in outcome.summary and "lsof" not in outcome.hint and "kill" not in outcome.hint
+    assert outcome.summary == supervisor.privileged_port(80).message
+    assert "--local-port" in outcome.hint
+
+
+def test_every_missing_ssh_says_the_same_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No ssh on PATH: the doctor, the engine and key making give one hint (engine.INSTALL_SSH_HINT)."""
+    from wa_onboard.core.doctor import sshcmd
+    from wa_onboard.core.engine import INSTALL_SSH_HINT
+    from wa_onboard.core.errors import WaError
+
+    monkeypatch.setattr(sshcmd, "client_version", lambda: None)
+    outcome = checks_local.ssh_client(local_ctx(Profile(user="bbadger")))
+    assert outcome.status is CheckStatus.FAIL and outcome.hint == INSTALL_SSH_HINT
+    with pytest.raises(WaError) as caught:
+        sshfiles._run_keygen(["/nonexistent/wa-onboard-test/ssh-keygen", "-l"])
+    assert caught.value.hint == INSTALL_SSH_HINT

@@ -246,12 +246,13 @@ def make_engine(profile: Profile, profile_name: str, *, reconnecting: bool = Fal
     return OpenSshEngine(profile, profile_name, connect_timeout=timeout)
 
 
-def _privileged_port(port: int) -> ConnectError:
-    """The system, not another program, refuses us the port: say that (not "in use")."""
+def privileged_port(port: int) -> ConnectError:
+    """The system, not another program, refuses us the port: say that (not "in use"). The doctor's
+    local port check says the same."""
     return ConnectError(
         Failure.PORT_PRIVILEGED,
-        f"port {port} is a privileged port: only root may listen on ports below "
-        f"{tunnelstate.PRIVILEGED_BELOW} on this laptop (nothing else is using it)",
+        f"port {port} is a privileged port (below {tunnelstate.PRIVILEGED_BELOW}): only root may listen on "
+        "it on this laptop (nothing else is using it)",
         f"choose a port from {tunnelstate.PRIVILEGED_BELOW} up, e.g. --local-port 8000",
     )
 
@@ -397,7 +398,7 @@ class Supervisor:
         A port the system refuses us is said before any login."""
         state = tunnelstate.port_state(self.local_port)
         if state is tunnelstate.PortState.DENIED:
-            raise _privileged_port(self.local_port)
+            raise privileged_port(self.local_port)
         if state is tunnelstate.PortState.FREE:
             forward = (self.local_port, self.profile.remote_port)
             engine.login(prompter, interactive=interactive, forward=forward)
@@ -413,7 +414,7 @@ class Supervisor:
             engine.forward(port, self.profile.remote_port)
             return
         if state is tunnelstate.PortState.DENIED:
-            raise _privileged_port(port)
+            raise privileged_port(port)
         holder = tunnelstate.port_holder(port)
         if holder is not None and holder.pid in _owned_pids(engine):
             self.log.info("port %d: reusing our own forward (%s)", port, holder)
