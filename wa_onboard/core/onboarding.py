@@ -506,8 +506,7 @@ class CreateEnv(Step):
         if state.prefix not in loc.env_prefixes(state.name):
             raise StepError(
                 why + " (it is outside conda's envs folders, so setup does not delete it)",
-                f"remove it yourself on the workstation (conda env remove -p {quote(state.prefix)}), or use "
-                f"another env name: {_wa_command(ctx, 'setup --env NAME')}",
+                cs.outside_env_hint(state.prefix, _wa_command(ctx, "setup --env NAME")),
                 state.prefix,
             )
         if not ctx.repair:
@@ -596,7 +595,8 @@ class EnsureIpykernel(Step):
         if not _healthy_env(ctx).ipykernel:
             raise StepError(
                 f"ipykernel still does not import in the env {ctx.profile.env}",
-                f"try by hand on the workstation: conda install -n {ctx.profile.env} ipykernel",
+                "try by hand on the workstation: "
+                f"conda install -p {quote(_healthy_env(ctx).prefix)} ipykernel",
             )
 
 
