@@ -157,7 +157,7 @@ class World:
         while len(self.browser_urls()) < count:
             assert time.monotonic() < deadline, f"the browser was not opened: {self.browser_urls()}"
             time.sleep(0.2)
-        assert self.browser_urls()[-1] == "http://localhost:8000/jupyter/", self.browser_urls()
+        assert self.browser_urls()[-1] == "http://127.0.0.1:8000/jupyter/", self.browser_urls()
 
     def new_key(self) -> None:
         """Remove this laptop's key, so that setup makes (and has to install) a new one."""
@@ -310,7 +310,7 @@ def test_first_run_every_wizard_key_and_modal(world: World, lab: Lab) -> None:
     assert "password" not in [k for k, _ in answered], "the key is installed: no password again"
     world.onboarded = True
     done = pane.screen()
-    assert "wa-onboard connect" in done and "http://localhost:8000/jupyter" in done
+    assert "wa-onboard connect" in done and "http://127.0.0.1:8000/jupyter" in done
 
     # o opens the browser (our $BROWSER logs the URL); q leaves, the tunnel keeps running
     opened = len(world.browser_urls())
