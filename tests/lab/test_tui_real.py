@@ -442,8 +442,8 @@ def test_diagnostics_healthy_and_with_the_hub_down(world: World, lab: Lab) -> No
         press(pane, "DiagnosticsScreen", "r")
         pane.wait_for("Start with the first failure.", timeout=180)
         assert "1 failed" in pane.screen(), pane.screen()
-        # what the failure says (the row may be below the fold: see test_snapshots' xfail) is in the
-        # report, saved again over the healthy one
+        # what the failure says is in the report too (the screen scrolls to its row: test_snapshots),
+        # saved again over the healthy one
         press(pane, "DiagnosticsScreen", "s")
         pane.wait_for("Save the report")
         time.sleep(0.3)
@@ -505,12 +505,6 @@ def test_an_unfinished_setup_goes_on_where_it_stopped(world: World, lab: Lab) ->
     PASSED.add(tui_keys.RESUME)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="x stops the tunnel but the dashboard keeps showing it connected (uptime ticking): "
-    "supervisor.BackgroundSession.stop() ends statuses() without a last DOWN snapshot, and the app "
-    "shows the last one it had (the fake's stop() pushes a DOWN 'stopped', the real one does not)",
-)
 def test_disconnect_on_the_dashboard(world: World) -> None:
     world.need_onboarded()
     world.cli("disconnect")  # a fresh tunnel, whatever the test before left
@@ -535,11 +529,6 @@ def test_disconnect_on_the_dashboard(world: World) -> None:
     PASSED.add(tui_keys.DISCONNECT)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="onboarding.Login.done() takes a login through the running tunnel's ssh master for a key login, "
-    "so InstallKey is skipped: setup says done, the new key is on no host, and the next tunnel fails",
-)
 def test_a_new_key_while_the_tunnel_runs_is_installed(world: World) -> None:
     """A member whose key is gone (a new laptop, a cleaned ~/.ssh) runs setup while the tunnel is up."""
     world.need_onboarded()

@@ -38,6 +38,36 @@ def test_a_tunnel_that_cannot_start_is_down_with_the_reason(monkeypatch: pytest.
     assert "not writable" in status.message and status.hint
 
 
+def test_r_without_a_tunnel_session_starts_the_tunnel_or_says_why_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """r (and o's "connect now") on the fallback did nothing: it now asks again for a session, which
+    starts the background tunnel as connect --detach does, or raises what the app shows."""
+    from wa_onboard.core import supervisor
+    from wa_onboard.tui.fake import FakeTunnel, status
+
+    def refuse(*args: object) -> None:
+        raise WaError("the state directory is not writable", "fix the permissions of ~/.local/state")
+
+    monkeypatch.setattr(supervisor, "tui_session", refuse)
+    session = RealBackend().tunnel("default", Profile(user="bbadger"), NoPrompter())
+    assert isinstance(session, UnavailableTunnel)
+    with pytest.raises(WaError) as caught:
+        session.reconnect()
+    assert "cannot start the tunnel" in caught.value.message and "not writable" in caught.value.message
+    assert caught.value.hint == "fix the permissions of ~/.local/state"
+
+    up = status(TunnelState.UP)
+    started = FakeTunnel([up])
+    monkeypatch.setattr(supervisor, "tui_session", lambda *args: started)
+    session.reconnect()
+    assert session.can_detach
+    watched = session.statuses()
+    assert next(watched) == up
+    session.stop()
+    assert [s.state for s in watched] == [TunnelState.DOWN] and started.calls == ["stop"]
+
+
 def test_setup_outcome_knows_success_from_a_stop() -> None:
     done = StepResult("a", StepStatus.DONE, "")
     failed = StepResult("b", StepStatus.FAILED, "boom")

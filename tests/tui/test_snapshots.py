@@ -21,12 +21,6 @@ def test_screen(scene: Scene, snap_compare: Any, tmp_path: Path) -> None:
     assert snap_compare(app, terminal_size=(80, 24), run_before=scene.drive)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="diagnostics.py _show_first_problem scrolls before the last rows are laid out: with the real "
-    "doctor's 21 checks at 80x24 the first failure stays below the fold when the last results come in "
-    "a burst (seen in the lab's real app too, test_tui_real: the hub down, the failure row not shown)",
-)
 def test_the_diagnostics_screen_brings_the_failure_into_view(tmp_path: Path) -> None:
     """With the real registry's checks the failure is below the fold at 80x24; the screen says it
     scrolls there itself once the checks end (before any key is pressed)."""

@@ -8,6 +8,7 @@ import contextlib
 import http.server
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -342,3 +343,77 @@ def test_a_404_hint_never_suggests_the_base_url_already_set(ws: Workstation, hub
     )
     assert lab not in through.hint and "not the lab's JupyterHub" in through.hint
     assert "wa-onboard --profile lab2 setup --host" in through.hint and "--remote-port" in through.hint
+
+
+def test_a_privileged_port_is_named_as_such_not_busy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Below 1024 the system refuses a normal user the port: the doctor says so in connect's words,
+    and does not send the member hunting for a program that holds it."""
+    profile = Profile(user="bbadger", local_port=80)
+    monkeypatch.setattr(tunnelstate, "port_state", lambda port: tunnelstate.PortState.DENIED)
+    outcome = checks_local.local_port(local_ctx(profile))
+    assert outcome.status is CheckStatus.FAIL, outcome
+    assert "privileged port (below 1024)" in outcome.summary, outcome
+    assert "taken" not in outcome.summary and "lsof" not in outcome.hint and "kill" not in outcome.hint
+    assert outcome.summary == supervisor.privileged_port(80).message
+    assert "--local-port" in outcome.hint
+
+
+def test_every_missing_ssh_says_the_same_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No ssh on PATH: the doctor, the engine and key making give one hint (engine.INSTALL_SSH_HINT)."""
+    from wa_onboard.core.doctor import sshcmd
+    from wa_onboard.core.engine import INSTALL_SSH_HINT
+    from wa_onboard.core.errors import WaError
+
+    monkeypatch.setattr(sshcmd, "client_version", lambda: None)
+    outcome = checks_local.ssh_client(local_ctx(Profile(user="bbadger")))
+    assert outcome.status is CheckStatus.FAIL and outcome.hint == INSTALL_SSH_HINT
+    with pytest.raises(WaError) as caught:
+        sshfiles._run_keygen(["/nonexistent/wa-onboard-test/ssh-keygen", "-l"])
+    assert caught.value.hint == INSTALL_SSH_HINT
+
+
+def test_the_env_is_found_where_setup_finds_it_with_hints_that_fit(
+    ws: Workstation, hub: int, tmp_path: Path
+) -> None:
+    """The doctor looks for the env with setup's own bash (conda_scripts.env_status_body): an env
+    outside conda's envs folders (listed in environments.txt) gets the fixes setup would give for it
+    (setup never deletes it, so no --repair; conda install -p, as -n cannot name it), and a half-made
+    folder in any envs dir is seen, not called missing."""
+    profile = Profile(user="bbadger", remote_port=hub)
+    scratch = tmp_path / "scratch" / "bob" / "wa"
+    scratch.parent.mkdir(parents=True)
+    ws.env_prefix("wa").rename(scratch)
+    (ws.home / ".conda" / "environments.txt").write_text(f"{scratch}\n")
+    assert workstation_checks(ws, profile)["workstation.env"][0] is CheckStatus.OK
+
+    for python in (scratch / "bin").glob("python*"):
+        python.unlink()
+    status, summary, hint = workstation_checks(ws, profile)["workstation.env"]
+    assert status is CheckStatus.FAIL and str(scratch) in summary, summary
+    assert "--repair" not in hint and f"conda env remove -p {scratch}" in hint, hint
+
+    ipykernel = checks_remote.ipykernel  # an outside env without ipykernel: -p, never -n
+    (tmp_path / "again").mkdir()
+    fixed = make_workstation(tmp_path / "again")
+    assert fixed.shell().run("conda create -y -n wa python=3.11 >/dev/null").ok
+    elsewhere = tmp_path / "again" / "scratch" / "wa"
+    elsewhere.parent.mkdir()
+    fixed.env_prefix("wa").rename(elsewhere)
+    for package in elsewhere.glob("lib/python*/site-packages/ipykernel"):
+        shutil.rmtree(package)
+    (fixed.home / ".conda" / "environments.txt").write_text(f"{elsewhere}\n")
+    result = fixed.shell().run(facts.script(profile))
+    ctx = DoctorContext(load_profile=lambda: profile)
+    ctx.set_profile(profile)
+    ctx.once(
+        "workstation", lambda: WorkstationRun(result, facts.WorkstationFacts(result.stdout, profile), True)
+    )
+    outcome = ipykernel(ctx)
+    assert outcome.status is CheckStatus.FAIL and f"conda install -p {elsewhere} ipykernel" in outcome.hint
+
+    # a folder conda does not list, in conda's own envs dir (not ~/.conda/envs): half-made, not missing
+    (ws.conda_root / "envs" / "wa").mkdir()
+    (ws.home / ".conda" / "environments.txt").write_text("")
+    status, summary, hint = workstation_checks(ws, profile)["workstation.env"]
+    assert status is CheckStatus.FAIL and "does not list it" in summary, summary
+    assert "--repair" in hint

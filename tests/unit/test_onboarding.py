@@ -695,6 +695,21 @@ def test_whole_plan_then_a_rerun_without_password(ws: Workstation) -> None:
     assert len((ws.home / ".ssh/authorized_keys").read_text().splitlines()) == 1
 
 
+def test_a_new_key_is_installed_even_when_a_running_tunnel_logs_in(ws: Workstation) -> None:
+    """A login through the running tunnel's connection is no proof the key works: the new key is
+    installed, else setup says done and the next tunnel of its own cannot log in."""
+    opened: list[str] = []
+    ctx, options = plan_ctx(ws, Answers(password="pw"), opened)
+    options = dataclasses.replace(
+        options,
+        engine_factory=lambda profile, name: FakeEngine(ws, tunnel_running=True),  # type: ignore[arg-type,return-value]
+    )
+    steps = ob.build_plan()
+    results = {r.step_id: r for r in ob.run_setup(ctx, options, steps)}
+    assert results["key-install"].status is StepStatus.DONE, results["key-install"]
+    assert FakeEngine(ws)._key_installed()
+
+
 def test_already_done_only_for_what_an_earlier_run_did(ws: Workstation) -> None:
     """A first run said "already done" for the profile check, conda, the ipykernel that came with the env
     it had just made and a --no-browser skip. Now it says so only of work found done before the run."""

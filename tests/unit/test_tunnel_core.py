@@ -541,6 +541,20 @@ def test_yes_accepts_host_keys_and_safe_changes_only() -> None:
     assert asked.confirm(HostKeyQuestion("jump", "ED25519", "SHA256:abc"))
 
 
+def test_without_a_terminal_a_destructive_question_does_not_point_to_yes() -> None:
+    """--yes never answers a destructive question: the refusal must not tell the member it would."""
+    for assume_yes in (False, True):
+        out = io.StringIO()
+        p = CliPrompter(assume_yes=assume_yes, out=out, interactive=False)
+        assert not p.confirm(ConfirmQuestion("delete the env?", destructive=True))
+        said = out.getvalue()
+        assert "--yes answers yes" not in said, said
+        assert "--yes never answers" in said and "terminal" in said and "app" in said, said
+    safe = io.StringIO()
+    assert not CliPrompter(out=safe, interactive=False).confirm(ConfirmQuestion("add a line?"))
+    assert "--yes answers yes" in safe.getvalue()
+
+
 # --- status with nothing running ----------------------------------------------------------------------
 
 
@@ -968,3 +982,37 @@ def test_login_clears_the_socket_a_killed_master_left(control: Path, monkeypatch
     )
     assert engine._live_master_or_clean(engine.jump_hop) is None
     assert not stale.exists()
+
+
+def test_the_tui_session_ends_a_stop_on_down_and_comes_back_on_reconnect(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The dashboard shows the last snapshot it got: after x (stop) that must be DOWN, not the UP
+    from before; and r after x starts the tunnel again."""
+    from wa_onboard.core import supervisor
+
+    started: list[str] = []
+    stopped: list[str] = []
+    up = TunnelStatus("default", TunnelState.UP, url=PROFILE.url, pid=4242, since=1.0)
+    monkeypatch.setattr(supervisor, "start_detached", lambda profile, name: started.append(name))
+    monkeypatch.setattr(supervisor, "stop_supervisor", lambda name: stopped.append(name))
+    monkeypatch.setattr(supervisor, "verify_status", lambda name, profile=None: up)
+    session = supervisor.BackgroundSession("default", PROFILE)
+
+    def watch() -> list[TunnelStatus]:
+        seen: list[TunnelStatus] = []
+        for status in session.statuses():
+            seen.append(status)
+            if status.state is TunnelState.UP:
+                session.stop()  # as x does, from another thread in the app; here between polls
+        return seen
+
+    seen = watch()
+    assert [s.state for s in seen] == [TunnelState.CONNECTING, TunnelState.UP, TunnelState.DOWN]
+    assert seen[-1].message == "stopped" and seen[-1].since is None and seen[-1].pid is None
+    assert started == ["default"] and stopped == ["default"]
+
+    session.reconnect()
+    again = watch()
+    assert [s.state for s in again] == [TunnelState.CONNECTING, TunnelState.UP, TunnelState.DOWN]
+    assert started == ["default", "default"]

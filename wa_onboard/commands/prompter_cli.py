@@ -110,11 +110,18 @@ class CliPrompter:
         if self.assume_yes and not question.destructive:
             self._say("  yes (--yes)")
             return True
-        return self._ask_yes_no("Go ahead?", default=question.default)
+        return self._ask_yes_no("Go ahead?", default=question.default, yes_answers=not question.destructive)
 
-    def _ask_yes_no(self, prompt: str, *, default: bool) -> bool:
+    def _ask_yes_no(self, prompt: str, *, default: bool, yes_answers: bool = True) -> bool:
+        """``yes_answers``: whether --yes would have said yes here (never to a destructive change)."""
         if not self.interactive:
-            self._say("  no (no terminal to ask in; --yes answers yes)")
+            if yes_answers:
+                self._say("  no (no terminal to ask in; --yes answers yes)")
+            else:
+                self._say(
+                    "  no (no terminal to ask in; --yes never answers this one: run it at a terminal, "
+                    "or in the app, to say yes yourself)"
+                )
             return False
         suffix = " [Y/n] " if default else " [y/N] "
         try:

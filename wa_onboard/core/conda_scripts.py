@@ -308,8 +308,11 @@ $1"
         echo "WA python $1/bin/python"
         v=$("$1/bin/python" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])' 2>/dev/null) \
             && echo "WA pyver $1 $v"
-        k=$("$1/bin/python" -c 'import ipykernel; print(ipykernel.__version__)' 2>/dev/null) \
-            && echo "WA ipykernel $1 $k"
+        if k=$("$1/bin/python" -c 'import ipykernel; print(ipykernel.__version__)' 2>/dev/null); then
+            echo "WA ipykernel $1 $k"
+        else  # why not, for the doctor's hint
+            "$1/bin/python" -c 'import ipykernel' 2>&1 | tail -n 1 | sed "s|^|WA ipykernel-error $1 |"
+        fi
     fi
 }
 """
@@ -319,9 +322,14 @@ def env_status_script(loc: CondaLocation, env: str) -> str:
     """conda's own env list, the state of every place the env is or can be (conda's list may name a
     prefix outside the envs dirs, from ``environments.txt``), and our unfinished-create marker."""
     candidates = " ".join(quote(p) for p in loc.env_prefixes(env))
-    return script(
-        loc.prelude()
-        + _CREATOR
+    return script(loc.prelude() + env_status_body(env, candidates))
+
+
+def env_status_body(env: str, candidates: str) -> str:
+    """The bash of env_status_script after ``$conda`` is set; ``candidates``: bash words for the env's
+    places in conda's envs dirs. The doctor runs this same bash, with the dirs it found in bash."""
+    return (
+        _CREATOR
         + _PROBE
         + _marker_lines(env)
         + f"""
@@ -348,6 +356,15 @@ if [ -f "$marker" ]; then
     fi
 fi
 """
+    )
+
+
+def outside_env_hint(prefix: str, other_name_command: str) -> str:
+    """The fix for a broken env outside conda's envs folders, which setup never deletes (setup and the
+    doctor say the same)."""
+    return (
+        f"remove it yourself on the workstation (conda env remove -p {quote(prefix)}), or use another env "
+        f"name: {other_name_command}"
     )
 
 

@@ -83,6 +83,11 @@ class Engine(Protocol):
         """The authenticated connection still stands (cheap: no new login)."""
         ...
 
+    def key_logs_in(self) -> bool:
+        """This profile's key alone logs in to both hosts, proved by the login itself or by a fresh
+        one: a connection this engine reused (a running tunnel's) proves nothing about the key."""
+        ...
+
     def workstation(self) -> RemoteShell:
         """Run scripts on the workstation over the live connection."""
         ...

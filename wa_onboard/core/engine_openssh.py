@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from wa_onboard.core import known_hosts, prestart, sshfiles, tunnelstate, validate
+from wa_onboard.core import known_hosts, paths, prestart, sshfiles, tunnelstate, validate
 from wa_onboard.core.engine import INSTALL_SSH_HINT, ConnectError, Failure
 from wa_onboard.core.profile import DEFAULT_PROFILE, Profile
 from wa_onboard.core.prompts import OTP_WORDS, HostKeyQuestion, Prompter, SecretQuestion, secret_kind
@@ -253,6 +253,8 @@ class OpenSshEngine:
         self._prestarted: prestart.Prestarted | None = None
         self.adopted_early = False
         """Whether the jump master is the one core/prestart started at launch."""
+        self._reused: set[str] = set()
+        """Roles of the masters login() found running (a tunnel's, a member's) rather than started."""
         self._forwards: list[str] = []
         """Forwards added with ``-O forward``: on a master we did not start they outlive us unless
         cancelled (a member's own ``ssh wa-ws`` would keep listening on our port)."""
@@ -343,6 +345,7 @@ class OpenSshEngine:
                         raise
                     # it started before the CLI trusted the host key: once more, afresh
             if maybe_live and self._live_master_or_clean(hop) is not None:
+                self._reused.add(hop.role)
                 if hop is self.ws_hop and forward is not None:
                     self.forward(*forward)
                 continue
@@ -504,6 +507,34 @@ class OpenSshEngine:
         if self.ws_hop.role in owned:
             return True  # our own master runs, and holds the forward's socket: no `ssh -O check` process
         return self.master_pid(self.ws_hop) is not None
+
+    def key_logs_in(self) -> bool:
+        """A master we started non-interactively logged in with the key (BatchMode); one we found
+        running may hold a password login, so log in afresh beside it: no master (ControlPath=none),
+        our key only, no password. The workstation's proxy still rides the jump master, which is
+        fine: that hop's own proof is the fresh login to the jump host."""
+        for hop in (self.jump_hop, self.ws_hop):
+            if hop.role not in self._reused:
+                continue
+            argv = self._argv(
+                hop,
+                "-o", "ControlMaster=no",
+                "-o", "ControlPath=none",
+                "-o", "BatchMode=yes",
+                "-o", "IdentitiesOnly=yes",
+                "-o", "PreferredAuthentications=publickey",
+                "-i", str(paths.key_file()),
+                "-T",
+            )  # fmt: skip
+            try:
+                done = subprocess.run(
+                    [*argv, "true"], capture_output=True, timeout=60, stdin=subprocess.DEVNULL, check=False
+                )
+            except subprocess.TimeoutExpired:
+                return False
+            if done.returncode != 0:
+                return False
+        return True
 
     def _shell_argv(self, hop: Hop) -> list[str]:
         return self._argv(hop, "-o", "BatchMode=yes", "-o", "ControlMaster=no", "-T")

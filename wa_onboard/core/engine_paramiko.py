@@ -279,6 +279,8 @@ class ParamikoEngine:
         self._replied = threading.Condition()
         self._keepalive: threading.Thread | None = None
         self._last_reply = 0.0
+        self._key_only = False
+        """The login offered the key alone (non-interactive)."""
 
     # -- the Engine protocol ---------------------------------------------------------------------
 
@@ -302,10 +304,15 @@ class ParamikoEngine:
         except BaseException:
             self.close()
             raise
+        self._key_only = not interactive
         self._last_reply = time.monotonic()
         self._keepalive = threading.Thread(target=self._keep_alive, name="wa-paramiko-keepalive", daemon=True)
         self._keepalive.start()
         log.info("logged in to %s via %s", self.ws_hop.label, self.jump_hop.label)
+
+    def key_logs_in(self) -> bool:
+        """Each engine dials afresh, and a non-interactive login offers our key alone: it is the proof."""
+        return self._key_only and self.is_alive()
 
     def is_alive(self) -> bool:
         """Both transports stand and the last keep-alive was answered in time (like ServerAliveCountMax)."""

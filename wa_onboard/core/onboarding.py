@@ -272,6 +272,10 @@ class Login(Step):
             if exc.failure in _NEEDS_INTERACTIVE:
                 return None
             raise StepError(exc.message, exc.hint, exc.detail) from None
+        if not _engine(ctx).key_logs_in():
+            # logged in through a running tunnel's connection: fine for the steps, but the key
+            # itself is not proved, so the next step installs it
+            return "connected through the running tunnel's ssh connection"
         ctx.state["key_login"] = True
         return "the key logs in to both hosts"
 
@@ -313,6 +317,8 @@ class InstallKey(Step):
         close(ctx)
         try:
             _login(ctx, NoPrompter(), interactive=False)
+            if not _engine(ctx).key_logs_in():
+                raise ConnectError(Failure.PASSWORD_NEEDED, "the host did not accept the key by itself")
         except ConnectError as exc:
             raise StepError(
                 f"the key was installed but a key-only login still fails: {exc.message}",
@@ -500,8 +506,7 @@ class CreateEnv(Step):
         if state.prefix not in loc.env_prefixes(state.name):
             raise StepError(
                 why + " (it is outside conda's envs folders, so setup does not delete it)",
-                f"remove it yourself on the workstation (conda env remove -p {quote(state.prefix)}), or use "
-                f"another env name: {_wa_command(ctx, 'setup --env NAME')}",
+                cs.outside_env_hint(state.prefix, _wa_command(ctx, "setup --env NAME")),
                 state.prefix,
             )
         if not ctx.repair:
@@ -590,7 +595,8 @@ class EnsureIpykernel(Step):
         if not _healthy_env(ctx).ipykernel:
             raise StepError(
                 f"ipykernel still does not import in the env {ctx.profile.env}",
-                f"try by hand on the workstation: conda install -n {ctx.profile.env} ipykernel",
+                "try by hand on the workstation: "
+                f"conda install -p {quote(_healthy_env(ctx).prefix)} ipykernel",
             )
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 
 from wa_onboard.core import paths, prestart, validate
+from wa_onboard.core.engine import INSTALL_SSH_HINT
 from wa_onboard.core.errors import WaError
 from wa_onboard.core.profile import DEFAULT_PROFILE, Profile
 from wa_onboard.core.prompts import ConfirmQuestion, Prompter
@@ -211,11 +212,7 @@ def _run_keygen(argv: list[str]) -> subprocess.CompletedProcess[str]:
     try:
         return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
     except FileNotFoundError:
-        raise WaError(
-            "ssh-keygen was not found",
-            "install the OpenSSH client (Debian/Ubuntu: apt install openssh-client; macOS has it), "
-            "or use --engine paramiko",
-        ) from None
+        raise WaError("ssh-keygen was not found", INSTALL_SSH_HINT) from None
 
 
 def key_comment() -> str:

@@ -258,12 +258,13 @@ def make_engine(profile: Profile, profile_name: str, *, reconnecting: bool = Fal
     return OpenSshEngine(profile, profile_name, connect_timeout=timeout)
 
 
-def _privileged_port(port: int) -> ConnectError:
-    """The system, not another program, refuses us the port: say that (not "in use")."""
+def privileged_port(port: int) -> ConnectError:
+    """The system, not another program, refuses us the port: say that (not "in use"). The doctor's
+    local port check says the same."""
     return ConnectError(
         Failure.PORT_PRIVILEGED,
-        f"port {port} is a privileged port: only root may listen on ports below "
-        f"{tunnelstate.PRIVILEGED_BELOW} on this laptop (nothing else is using it)",
+        f"port {port} is a privileged port (below {tunnelstate.PRIVILEGED_BELOW}): only root may listen on "
+        "it on this laptop (nothing else is using it)",
         f"choose a port from {tunnelstate.PRIVILEGED_BELOW} up, e.g. --local-port 8000",
     )
 
@@ -409,7 +410,7 @@ class Supervisor:
         A port the system refuses us is said before any login."""
         state = tunnelstate.port_state(self.local_port)
         if state is tunnelstate.PortState.DENIED:
-            raise _privileged_port(self.local_port)
+            raise privileged_port(self.local_port)
         if state is tunnelstate.PortState.FREE:
             forward = (self.local_port, self.profile.remote_port)
             engine.login(prompter, interactive=interactive, forward=forward)
@@ -425,7 +426,7 @@ class Supervisor:
             engine.forward(port, self.profile.remote_port)
             return
         if state is tunnelstate.PortState.DENIED:
-            raise _privileged_port(port)
+            raise privileged_port(port)
         holder = tunnelstate.port_holder(port)
         if holder is not None and holder.pid in _owned_pids(engine):
             self.log.info("port %d: reusing our own forward (%s)", port, holder)
@@ -853,8 +854,11 @@ class BackgroundSession:
         self.profile = profile
         self._done = threading.Event()
         self._restart = threading.Event()
+        self._stopped = False
 
     def statuses(self) -> Iterator[TunnelStatus]:
+        """Snapshots until stop() or detach(); a stop ends on a DOWN one, so a watcher never keeps
+        showing the tunnel it just stopped as connected."""
         last: TunnelStatus | None = None
         self._restart.set()
         while not self._done.is_set():
@@ -879,13 +883,25 @@ class BackgroundSession:
                 yield status
                 last = status
             self._done.wait(2.0)
+        if self._stopped:
+            yield TunnelStatus(
+                self.profile_name,
+                TunnelState.DOWN,
+                url=self.profile.url,
+                local_port=self.profile.local_port,
+                message="stopped",
+            )
 
     def reconnect(self) -> None:
+        """A new tunnel now; after stop() too (the next statuses() starts it)."""
         stop_supervisor(self.profile_name)
+        self._stopped = False
+        self._done.clear()
         self._restart.set()
 
     def stop(self) -> None:
         stop_supervisor(self.profile_name)
+        self._stopped = True
         self._done.set()
 
     def detach(self) -> None:

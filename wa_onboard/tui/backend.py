@@ -141,7 +141,7 @@ class RealBackend:
         try:
             session: TunnelSession = supervisor.tui_session(name, profile, prompter)
         except WaError as exc:
-            return UnavailableTunnel(name, profile, exc)
+            return UnavailableTunnel(name, profile, exc, prompter)
         return session
 
     def doctor(self, name: str, profile: Profile, cancel: threading.Event) -> Iterator[CheckResult]:
@@ -165,11 +165,18 @@ class RealBackend:
 
 
 class UnavailableTunnel:
-    """What the dashboard shows when no tunnel session can be had: down, and why."""
+    """What the dashboard shows when no tunnel session could be had: down, and why. ``r`` (or ``o``'s
+    "connect now") tries again for a session, which starts the background tunnel as
+    ``wa-onboard connect --detach`` does; when there is still none, the error says why (the app
+    shows it), rather than nothing happening."""
 
-    can_detach = False
-
-    def __init__(self, name: str, profile: Profile, error: WaError) -> None:
+    def __init__(self, name: str, profile: Profile, error: WaError, prompter: Prompter | None = None) -> None:
+        self.name = name
+        self.profile = profile
+        self.prompter = prompter
+        self._session: TunnelSession | None = None
+        self.can_detach = False
+        """As the session's, once there is one."""
         self._status = TunnelStatus(
             profile=name,
             state=TunnelState.DOWN,
@@ -180,13 +187,27 @@ class UnavailableTunnel:
         )
 
     def statuses(self) -> Iterator[TunnelStatus]:
-        yield self._status
+        if self._session is not None:
+            yield from self._session.statuses()
+        else:
+            yield self._status
 
     def reconnect(self) -> None:
-        """Nothing to reconnect with."""
+        if self._session is not None:
+            self._session.reconnect()
+            return
+        from wa_onboard.core import supervisor
+
+        try:
+            self._session = supervisor.tui_session(self.name, self.profile, self.prompter)
+        except WaError as exc:
+            raise WaError(f"cannot start the tunnel from here: {exc.message}", exc.hint) from None
+        self.can_detach = self._session.can_detach
 
     def stop(self) -> None:
-        """Nothing is running."""
+        if self._session is not None:
+            self._session.stop()
 
     def detach(self) -> None:
-        """Nothing is running."""
+        if self._session is not None:
+            self._session.detach()

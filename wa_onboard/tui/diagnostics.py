@@ -11,6 +11,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.content import Content
+from textual.errors import NoWidget
 from textual.message import Message
 from textual.widgets import Footer, Label
 from textual.worker import Worker, WorkerState
@@ -106,10 +107,12 @@ class DiagnosticsScreen(WaScreen):
         if event.worker.group == "doctor" and event.state is WorkerState.ERROR:
             self.post_message(self.DoctorEnded(WaError(f"unexpected error: {event.worker.error!r}")))
 
-    def on_diagnostics_screen_check_finished(self, message: CheckFinished) -> None:
+    async def on_diagnostics_screen_check_finished(self, message: CheckFinished) -> None:
+        """Awaited mounts: by the time the run ends every row is in the DOM (see _show_first_problem)."""
         result = message.result
         self.results.append(result)
-        self._section(result.layer).mount(CheckRow(result))
+        section = await self._section(result.layer)
+        await section.mount(CheckRow(result))
         self._summarise()
 
     def on_diagnostics_screen_doctor_ended(self, message: DoctorEnded) -> None:
@@ -118,15 +121,31 @@ class DiagnosticsScreen(WaScreen):
         self.call_after_refresh(self._show_first_problem)
 
     def _show_first_problem(self) -> None:
-        """At 80x24 not every layer fits: bring the first failure (else warning) into view."""
+        """At 80x24 not every layer fits: bring the first failure (else warning) into view.
+
+        Scrolling needs the row's place on screen: a row not laid out yet (a burst of results ends
+        the run before the next refresh) would scroll to the top, so wait for the refresh that
+        places it."""
         for status in (CheckStatus.FAIL, CheckStatus.WARN):
             rows = [row for row in self.query(CheckRow) if row.result.status is status]
             if rows:
-                self.query_one("#checks", VerticalScroll).scroll_to_widget(rows[0], animate=False)
+                if not self._laid_out(rows[0]):
+                    self.call_after_refresh(self._show_first_problem)
+                    return
+                self.query_one("#checks", VerticalScroll).scroll_to_widget(
+                    rows[0], animate=False, immediate=True
+                )
                 break
         self.settled = True
 
-    def _section(self, layer: str) -> Vertical:
+    def _laid_out(self, row: CheckRow) -> bool:
+        try:
+            self.find_widget(row)
+        except NoWidget:
+            return False
+        return True
+
+    async def _section(self, layer: str) -> Vertical:
         """The layer's group, created on its first result and kept in bottom-up order."""
         container = self.query_one("#checks", VerticalScroll)
         found = container.query(f"#{widget_id('layer', layer)}")
@@ -141,10 +160,7 @@ class DiagnosticsScreen(WaScreen):
             for child in container.children
             if child.id in {widget_id("layer", name) for name in order[rank + 1 :]}
         ]
-        if later:
-            container.mount(section, before=later[0])
-        else:
-            container.mount(section)
+        await container.mount(section, before=later[0] if later else None)
         return section
 
     def _summarise(self, error: WaError | None = None) -> None:

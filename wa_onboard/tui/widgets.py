@@ -94,11 +94,18 @@ class CheckRow(Static):
     """One doctor check: icon, summary, time; the detail and the fix under a warning or failure."""
 
     def __init__(self, result: CheckResult) -> None:
-        super().__init__(classes=f"check-row -{result.status.value}", id=widget_id("check", result.id))
+        # the text from the start, not on mount: the row's height is right at its first layout, so the
+        # diagnostics screen can scroll to it as soon as it is placed
+        super().__init__(
+            self._content(result),
+            classes=f"check-row -{result.status.value}",
+            id=widget_id("check", result.id),
+        )
         self.result = result
 
-    def on_mount(self) -> None:
-        r = self.result
+    @staticmethod
+    def _content(result: CheckResult) -> Content:
+        r = result
         r = replace(r, summary=server_text(r.summary), detail=server_text(r.detail), hint=server_text(r.hint))
         parts: list[str | tuple[str, str]] = [(f"{CHECK_ICONS[r.status]} ", f"bold {CHECK_STYLES[r.status]}")]
         parts.append((r.summary, "$foreground-muted") if r.status is CheckStatus.SKIP else r.summary)
@@ -109,7 +116,7 @@ class CheckRow(Static):
                 parts.append((f"\n  {r.detail}", "$foreground-muted"))
             if r.hint:
                 parts += [("\n  → ", f"bold {CHECK_STYLES[r.status]}"), (r.hint, "italic")]
-        self.update(Content.assemble(*parts))
+        return Content.assemble(*parts)
 
 
 class TitleBar(Label):

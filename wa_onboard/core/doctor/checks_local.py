@@ -7,27 +7,23 @@ import subprocess
 import sys
 from pathlib import Path
 
-from wa_onboard.core import paths, sshfiles, tunnelstate
+from wa_onboard.core import paths, sshfiles, supervisor, tunnelstate
 from wa_onboard.core.doctor import sshcmd
 from wa_onboard.core.doctor.context import DoctorContext, command_line
 from wa_onboard.core.doctor.registry import Outcome, Registry, fail, ok, warn
+from wa_onboard.core.engine import INSTALL_SSH_HINT
 from wa_onboard.core.errors import WaError
 from wa_onboard.core.profile import DEFAULT_PROFILE, ProfileStore
-
-_INSTALL_SSH = (
-    "install the OpenSSH client (Debian/Ubuntu: sudo apt install openssh-client; Fedora: sudo dnf install "
-    "openssh-clients; macOS has it), or use --engine paramiko"
-)
 
 
 def ssh_client(ctx: DoctorContext) -> Outcome:
     version = ctx.once("ssh-version", sshcmd.client_version)
     if version is None:
-        return fail("no ssh client on PATH", _INSTALL_SSH)
+        return fail("no ssh client on PATH", INSTALL_SSH_HINT)
     if not version.has_proxyjump:
         return fail(
             f"{version.short} is older than OpenSSH 7.3 and has no ProxyJump",
-            "update the OpenSSH client to 7.3 or newer (" + _INSTALL_SSH.split("(", 1)[1],
+            "update the OpenSSH client to 7.3 or newer (" + INSTALL_SSH_HINT.split("(", 1)[1],
             version.text,
         )
     return ok(f"{version.short} (ProxyJump supported)", version.text)
@@ -115,7 +111,7 @@ def ssh_config(ctx: DoctorContext) -> Outcome:
         except ValueError as exc:
             return fail(f"ssh cannot read {cfg}", fix, str(exc))
         except (OSError, subprocess.TimeoutExpired) as exc:
-            return fail(f"cannot run ssh -G: {exc}", _INSTALL_SSH)
+            return fail(f"cannot run ssh -G: {exc}", INSTALL_SSH_HINT)
 
         def first(name: str, opts: dict[str, list[str]] = opts) -> str:
             return opts.get(name, [""])[0]
@@ -187,7 +183,11 @@ def local_port(ctx: DoctorContext) -> Outcome:
     port = ctx.profile.local_port
     live = ctx.live_tunnel()
     moved = live if live is not None and live.local_port != port else None
-    if tunnelstate.port_is_free(port):
+    state = tunnelstate.port_state(port)
+    if state is tunnelstate.PortState.DENIED:  # the system's refusal, not another program: connect's words
+        refused = supervisor.privileged_port(port)
+        return fail(refused.message, refused.hint)
+    if state is tunnelstate.PortState.FREE:
         if moved is not None:  # e.g. connect --local-port N, not saved in the profile
             return ok(f"127.0.0.1:{port} is free; your tunnel uses {moved.local_port}: {moved.url}")
         return ok(f"127.0.0.1:{port} is free for the tunnel")

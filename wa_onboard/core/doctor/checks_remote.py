@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import socket
 
+from wa_onboard.core import conda_scripts as cs
 from wa_onboard.core import supervisor
 from wa_onboard.core.doctor import probes
 from wa_onboard.core.doctor.context import DoctorContext
 from wa_onboard.core.doctor.registry import Outcome, Registry, fail, ok, warn
 from wa_onboard.core.engine_openssh import Hop, classify, hops
+from wa_onboard.core.remote import quote
 
 TCP_TIMEOUT = 5.0
 _VPN = "off campus, connect to the campus VPN first"
@@ -201,14 +203,21 @@ def env(ctx: DoctorContext) -> Outcome:
     if not state.listed:
         return fail(
             f"{state.prefix} exists but conda does not list it as an env (half-made?)",
-            f"{ctx.command('setup')} --repair rebuilds it (it asks first)",
+            _rebuild_hint(ctx, state, facts.conda),
         )
     if not state.python_version:
         return fail(
-            f"env '{name}' at {state.prefix} has no working python",
-            f"{ctx.command('setup')} --repair rebuilds it (it asks first)",
+            f"env '{name}' at {state.prefix} has no working python", _rebuild_hint(ctx, state, facts.conda)
         )
     return ok(f"env '{name}' at {state.prefix} (Python {state.python_version})")
+
+
+def _rebuild_hint(ctx: DoctorContext, state: cs.EnvState, loc: cs.CondaLocation | None) -> str:
+    """What setup would do: rebuild an env in conda's envs folders (with --repair, asking first);
+    never delete one outside them (a prefix from environments.txt, e.g. on /scratch)."""
+    if loc is not None and state.prefix not in loc.env_prefixes(state.name):
+        return cs.outside_env_hint(state.prefix, f"{ctx.command('setup')} --env NAME")
+    return f"{ctx.command('setup')} --repair rebuilds it (it asks first)"
 
 
 def ipykernel(ctx: DoctorContext) -> Outcome:
@@ -222,7 +231,7 @@ def ipykernel(ctx: DoctorContext) -> Outcome:
     return fail(
         f"ipykernel does not import in env '{state.name}'" + (f": {error}" if error else ""),
         f"{ctx.command('setup')} installs it "
-        f"(or, on the workstation: conda install -n {state.name} ipykernel)",
+        f"(or, on the workstation: conda install -p {quote(state.prefix)} ipykernel)",
         error,
     )
 

@@ -59,30 +59,31 @@ wa_exe=$(printf '%s\\n' "$wa_find" | sed -n 's/^WA exe //p' | head -n 1)
 wa_mod=$(printf '%s\\n' "$wa_find" | sed -n 's/^WA module //p' | head -n 1)
 if [ -n "$wa_mod" ]; then module load "$wa_mod" >/dev/null 2>&1; fi
 """,
-        "env": """
+        # setup's own env lookup (conda_scripts.env_status_body), with conda's envs dirs read in bash
+        # from the `conda info --json` the conda part printed: the doctor finds the env where setup does
+        "env": f"""
 wa_prefix=
 if [ -n "$wa_exe" ]; then
-    wa_list=$("$wa_exe" env list --json 2>&1)
-    printf '%s\\n' "$wa_list" | wa_block envs
-    wa_first=
-    while IFS= read -r wa_p; do
-        if [ -z "$wa_first" ]; then wa_first=$wa_p; continue; fi
-        if [ "${wa_p##*/}" = "$wa_env" ]; then wa_prefix=$wa_p; break; fi
-    done < <(printf '%s\\n' "$wa_list" | grep -o '"/[^"]*"' | tr -d '"')
-fi
-for wa_p in "$wa_prefix" "$HOME/.conda/envs/$wa_env"; do
-    [ -n "$wa_p" ] && [ -e "$wa_p" ] || continue
-    echo "WA dir $wa_p"
-    if [ -x "$wa_p/bin/python" ]; then
-        echo "WA python $wa_p/bin/python"
-        wa_v=$("$wa_p/bin/python" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])' 2>/dev/null) \\
-            && echo "WA pyver $wa_p $wa_v"
-        wa_k=$("$wa_p/bin/python" -c 'import ipykernel; print(ipykernel.__version__)' 2>&1) \\
-            && echo "WA ipykernel $wa_p $wa_k" \\
-            || printf '%s\\n' "$wa_k" | tail -n 1 | sed "s|^|WA ipykernel-error $wa_p |"
-    fi
-    [ "$wa_p" = "$wa_prefix" ] && break
+conda=$wa_exe
+wa_dirs=$(printf '%s\\n' "$wa_find" | sed -n '/^WA-BEGIN info$/,/^WA-END info$/p' | tr '\\n' ' ' \\
+    | grep -o '"envs_dirs": *\\[[^]]*\\]' | grep -o '"/[^"]*"' | tr -d '"')
+wa_cands=()
+while IFS= read -r wa_d; do [ -n "$wa_d" ] && wa_cands+=("${{wa_d%/}}/$wa_env"); done <<<"$wa_dirs"
+{cs.env_status_body(profile.env, '"${wa_cands[@]}"')}
+# the env for the kernelspec part, in setup's parser's order (cs.parse_env_status): a listed one in
+# an envs dir, then any listed one, then a folder in an envs dir
+wa_listed=()
+while IFS= read -r wa_p; do
+    [ "${{wa_p##*/}}" = "$wa_env" ] && wa_listed+=("$wa_p")
+done < <(printf '%s\\n' "$wa_list" | grep -o '"/[^"]*"' | tr -d '"')
+for wa_p in "${{wa_listed[@]}}"; do
+    case " ${{wa_cands[*]}} " in *" $wa_p "*) wa_prefix=$wa_p; break ;; esac
 done
+[ -z "$wa_prefix" ] && [ ${{#wa_listed[@]}} -gt 0 ] && wa_prefix=${{wa_listed[0]}}
+if [ -z "$wa_prefix" ]; then
+    for wa_p in "${{wa_cands[@]}}"; do if [ -e "$wa_p" ]; then wa_prefix=$wa_p; break; fi; done
+fi
+fi
 """,
         "kernelspec": f"""
 wa_kpy=
