@@ -224,10 +224,21 @@ def require_known_profile(ctx: CommandContext) -> None:
     setup = f"wa-onboard{flag} setup --user YOUR_CAE_USERNAME"
     if names:
         raise UnknownProfile(
-            f"no profile named {name!r} (known: {', '.join(names)})",
+            f"no profile named {validate.shown(name)} (known: {', '.join(map(_shown_name, names))})",
             f"pick one with --profile NAME, or create this one with: {setup}",
         )
-    raise UnknownProfile(f"this laptop is not set up yet (no profile {name!r})", f"run: {setup}")
+    raise UnknownProfile(
+        f"this laptop is not set up yet (no profile {validate.shown(name)})", f"run: {setup}"
+    )
+
+
+def _shown_name(name: str) -> str:
+    """A profile name from the config file as a message shows it: bare when valid, else quoted with its
+    control characters visible (a hand-edited file may hold anything)."""
+    try:
+        return validate.profile_name(name)
+    except InvalidInput:
+        return validate.shown(name)
 
 
 def _print_error(exc: WaError) -> None:

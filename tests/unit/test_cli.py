@@ -300,3 +300,20 @@ def test_a_config_path_that_is_a_folder_or_not_utf8_is_named(
         "not-utf8": f"config file {target} is not UTF-8 text (byte 0xe9 at offset 28)",
     }[kind]
     assert error == f"wa-onboard: error: {expected}"
+
+
+def test_status_on_a_laptop_not_set_up_points_to_setup_not_connect() -> None:
+    """'start it with: wa-onboard connect' was circular: connect then says the laptop is not set up."""
+    r = wa("status")
+    assert r.returncode == 1
+    assert "setup --user" in r.stdout and "start it with" not in r.stdout, r.stdout
+
+
+def test_a_profile_name_with_escape_codes_in_the_config_is_shown_harmlessly(isolated_home: Path) -> None:
+    from wa_onboard.core import paths
+
+    config = paths.config_file()
+    config.parent.mkdir(parents=True)
+    config.write_text('[profiles."x\\u001b[2J"]\nuser = "bb"\n')
+    r = wa("--profile", "nosuch", "status")
+    assert r.returncode == 2 and "\x1b" not in r.stderr and "\\x1b" in r.stderr, r.stderr

@@ -101,3 +101,18 @@ def test_new_file_problem_names_it(tmp_path: Path, where: str, problem: str | No
         assert found is None
     else:
         assert found is not None and found.endswith(problem.format(tmp=tmp_path))
+
+
+def test_our_own_folder_left_open_to_others_is_made_private(isolated_home: Path) -> None:
+    """~/.ssh/wa-onboard made 0777 (an old version, a copied home): another user could swap our ssh config
+    or known_hosts. Ours (and a real folder of this user) is tightened; a folder we merely write into is not."""
+    ours = paths.ssh_dir()
+    ours.mkdir(parents=True)
+    ours.chmod(0o777)
+    paths.write_private_file(ours / "config", "x\n")
+    assert stat.S_IMODE(ours.stat().st_mode) == 0o700
+    elsewhere = isolated_home / "reports"
+    elsewhere.mkdir(mode=0o755)
+    elsewhere.chmod(0o755)
+    paths.write_private_file(elsewhere / "r.txt", "x\n")
+    assert stat.S_IMODE(elsewhere.stat().st_mode) == 0o755

@@ -172,3 +172,9 @@ def test_ipv4_addresses_written_as_ipv6_are_refused(text: str) -> None:
         validate.host_port(text, "host")
     assert validate.host_port("::1", "host") == ("::1", 22)
     assert validate.host_port("::", "host") == ("::", 22)
+
+
+@pytest.mark.parametrize("value", ["/..", "/a/../../b", "/./jupyter", "/jupyter/.."])
+def test_a_base_url_with_dot_segments_is_refused(value: str) -> None:
+    with pytest.raises(InvalidInput):
+        validate.base_url(value)

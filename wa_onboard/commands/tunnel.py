@@ -202,6 +202,8 @@ def status(ctx: CommandContext, profile: Profile) -> int:
     _out(f"not connected ({current.state.value}){': ' + current.message if current.message else ''}")
     if current.hint:
         _out(f"  hint: {current.hint}")
+    elif not profile.is_complete:  # nothing to connect with yet: "connect" would only say so
+        _out(f"  set this laptop up first: wa-onboard{_flag(ctx)} setup --user YOUR_CAE_USERNAME")
     else:
         _out(f"  start it with: wa-onboard{_flag(ctx)} connect")
     return 1

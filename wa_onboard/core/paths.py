@@ -82,7 +82,32 @@ def ensure_private_dir(path: Path) -> Path:
             continue  # made by someone else meanwhile: not ours
         if sys.platform != "win32":
             folder.chmod(0o700)  # mkdir's mode is cut by the umask; 0700 is what we promise
+    if path in _own_dirs():
+        _tighten(path)
     return path
+
+
+def _own_dirs() -> tuple[Path, ...]:
+    """The folders named for this tool alone: ours to keep 0700 even when something else made them."""
+    return (
+        ssh_dir(),
+        state_dir(),
+        platformdirs.user_config_path(APP, appauthor=False),
+    )
+
+
+def _tighten(folder: Path) -> None:
+    """Make one of our own folders 0700 if it is open to others (an older version, a copied home, a
+    umask of 000): another local user could otherwise swap our ssh config or known_hosts. Only a real
+    folder owned by this user is changed; a symlink or someone else's folder is left as it is."""
+    if sys.platform == "win32":
+        return
+    try:
+        info = folder.lstat()
+    except OSError:
+        return
+    if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and info.st_mode & 0o077:
+        folder.chmod(0o700)
 
 
 def open_private(path: Path) -> IO[str]:

@@ -206,7 +206,8 @@ class ProfileStore:
         data.setdefault("profiles", {})[name] = profile.to_dict()
         header = "# wa-onboard profiles. Edit with care or use: wa-onboard setup --help\n"
         try:
-            paths.write_private_file(self.path, header + tomli_w.dumps(data))
+            # through a symlink (dotfiles) to its target: the link stays a link
+            paths.write_private_file(self.path.resolve(), header + tomli_w.dumps(data))
         except (NotADirectoryError, FileExistsError):
             raise ConfigError(self._file_in_the_way(), self._where_hint("a file")) from None
         except OSError as exc:

@@ -569,7 +569,7 @@ def verify_status(profile_name: str, profile: Profile | None = None) -> TunnelSt
         return down
     alive = tunnelstate.lock_is_held(profile_name) and tunnelstate.is_our_supervisor(record.pid, profile_name)
     if not alive:
-        last = f"not running (last: {record.message})" if record.message else "not running"
+        last = f"not running (it ended while {record.message})" if record.message else "not running"
         return TunnelStatus(
             profile_name, TunnelState.DOWN, url=url, local_port=port, message=last, hint=record.hint
         )

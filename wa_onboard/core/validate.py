@@ -181,7 +181,7 @@ def base_url(value: str, field: str = "base-url") -> str:
     if text and not text.startswith("/"):
         text = "/" + text
     text = text.rstrip("/")
-    if not _BASE_URL.fullmatch(text):
+    if not _BASE_URL.fullmatch(text) or any(part in (".", "..") for part in text.split("/")):
         raise InvalidInput(field, f"{shown(value)} is not a URL path such as /jupyter")
     return text
 
