@@ -23,6 +23,7 @@ import pytest
 from wa_onboard.core import conda_scripts, onboarding, sshfiles, supervisor
 from wa_onboard.core.doctor import REGISTRY, checks_local, checks_remote, checks_tunnel, registry
 from wa_onboard.core.engine_openssh import _secret_question, hops
+from wa_onboard.core.plan import Step
 from wa_onboard.core.profile import Profile
 from wa_onboard.core.prompts import ConfirmQuestion, HostKeyQuestion, SecretQuestion
 from wa_onboard.core.results import CheckStatus, TunnelState
@@ -96,9 +97,18 @@ def test_the_fake_plan_is_the_real_plan() -> None:
 
 def test_step_summaries_are_the_plans_own() -> None:
     real = templates(onboarding)
-    texts = [(f"step {s.id}", s.skip or s.summary) for s in fake.demo_steps()]
+    texts = [(f"step {s.id}", s.skip or s.not_needed or s.summary) for s in fake.demo_steps()]
     assert all(text for _, text in texts), "every real step says what it did"
     assert_produced(texts, real)
+
+
+def test_the_fake_skips_only_steps_the_real_plan_can_skip() -> None:
+    """A first run shows "already done" only where a real step can say so (its own ``done``): the profile
+    check and finding conda run every time, so the fake may not show them "already done" either."""
+    real = {s.id: type(s) for s in onboarding.build_plan(Profile(user="bbadger"))}
+    for step in fake.demo_steps():
+        if step.skip or step.not_needed:
+            assert real[step.id].done is not Step.done, f"step {step.id}: the real one is never skipped"
 
 
 def test_the_failure_is_what_the_env_step_says_for_condas_error() -> None:

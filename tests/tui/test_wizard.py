@@ -85,8 +85,12 @@ def test_every_step_is_listed_and_ends_done_with_its_time(tmp_path: Path) -> Non
             await wait_for(pilot, lambda: row_status(app, "browser") is StepStatus.RUNNING, "the last step")
             statuses = {step.id: row_status(app, step.id) for step in fake.steps}
             assert statuses["key"] is StepStatus.SKIPPED
-            assert statuses["ipykernel"] is StepStatus.SKIPPED  # the script says it is already there
-            assert all(statuses[s.id] is StepStatus.DONE for s in fake.steps[2:-1] if s.skip is None)
+            assert statuses["ipykernel"] is StepStatus.SKIPPED  # not needed: the env came with it
+            assert all(
+                statuses[s.id] is StepStatus.DONE
+                for s in fake.steps[2:-1]
+                if s.skip is None and s.not_needed is None
+            )
             row = app.screen.query_one("#step-key")
             assert "already done: key exists" in str(row.query(Label)[1].render())
             assert str(row.query(Label)[2].render()) == "<1s"

@@ -18,7 +18,16 @@ from typing import Any
 from wa_onboard.core import conda_scripts, doctor, onboarding, paths, sshfiles
 from wa_onboard.core.doctor.registry import Outcome, fail, ok, run_checks, warn
 from wa_onboard.core.errors import Cancelled
-from wa_onboard.core.plan import EventSink, PlanEvent, Step, StepContext, StepError, StepFinished, run_plan
+from wa_onboard.core.plan import (
+    EventSink,
+    NotNeeded,
+    PlanEvent,
+    Step,
+    StepContext,
+    StepError,
+    StepFinished,
+    run_plan,
+)
 from wa_onboard.core.profile import DEFAULT_PROFILE, Profile
 from wa_onboard.core.prompts import ConfirmQuestion, HostKeyQuestion, Prompter, SecretQuestion
 from wa_onboard.core.results import CheckResult, TunnelState, TunnelStatus
@@ -35,6 +44,8 @@ class FakeStep(Step):
     title: str = ""
     skip: str | None = None
     """Say the work is already done (the step is skipped)."""
+    not_needed: str | None = None
+    """Skip the step without "already done" (``plan.NotNeeded``: the env this run made has ipykernel)."""
     output: Sequence[str] = ()
     progress: Sequence[tuple[str, float | None]] = ()
     questions: Sequence[Question] = ()
@@ -53,8 +64,8 @@ class FakeStep(Step):
     """What the member answered, in order (tests assert on it)."""
     runs: int = 0
 
-    def done(self, ctx: StepContext) -> str | None:
-        return self.skip
+    def done(self, ctx: StepContext) -> str | NotNeeded | None:
+        return NotNeeded(self.not_needed) if self.not_needed else self.skip
 
     def run(self, ctx: StepContext) -> str:
         self.runs += 1
@@ -159,7 +170,7 @@ def demo_steps(user: str = "bbadger") -> list[FakeStep]:
     scripts: dict[str, dict[str, Any]] = {
         "profile": dict(
             seconds=0.0,
-            skip=f"{user}@{ws} via {jump}; env {profile.env}, kernel {profile.kernel_name} "
+            summary=f"{user}@{ws} via {jump}; env {profile.env}, kernel {profile.kernel_name} "
             f"({profile.display_name!r})",
         ),
         "key": dict(
@@ -173,7 +184,7 @@ def demo_steps(user: str = "bbadger") -> list[FakeStep]:
             summary=f"logged in as {user} on {jump} and {ws}",
         ),
         "key-install": dict(seconds=1.8, summary="key added on the jump host, added on the workstation"),
-        "conda": dict(seconds=1.2, skip="conda 24.9.2 from module anaconda; base /opt/anaconda3"),
+        "conda": dict(seconds=1.2, summary="conda 24.9.2 from module anaconda; base /opt/anaconda3"),
         "env": dict(
             seconds=94.0,
             output=CONDA_CREATE_LINES,
@@ -181,7 +192,7 @@ def demo_steps(user: str = "bbadger") -> list[FakeStep]:
             stream=True,
             summary=f"created env {profile.env} at {prefix} (python 3.11.9) in 88.4 s of conda",
         ),
-        "ipykernel": dict(seconds=3.1, skip="ipykernel 6.29.5"),
+        "ipykernel": dict(seconds=0.0, not_needed="ipykernel 6.29.5 came with the env this run created"),
         "kernel": dict(
             seconds=2.2,
             summary=f"registered {profile.kernel_name} ({profile.display_name!r}) -> {python}",
