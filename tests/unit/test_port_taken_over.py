@@ -14,6 +14,9 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import pytest
+
+from wa_onboard.core import supervisor as supervisor_module
 from wa_onboard.core.profile import Profile
 from wa_onboard.core.results import TunnelState, TunnelStatus
 from wa_onboard.core.supervisor import Backoff, Supervisor
@@ -78,8 +81,18 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_an_impostor_on_the_port_of_a_dead_forward_is_not_connected() -> None:
+def test_an_impostor_on_the_port_of_a_dead_forward_is_not_connected(monkeypatch: pytest.MonkeyPatch) -> None:
     port = _free_port()
+    # the forward's death and the impostor's bind happen between two probes (as with an attacker's bind
+    # loop): no probe may run in between, or the supervisor reconnects onto the port first
+    gate = threading.Lock()
+    real_probe = supervisor_module.probe_hub
+
+    def gated_probe(*args: Any, **kwargs: Any) -> Any:
+        with gate:
+            return real_probe(*args, **kwargs)
+
+    monkeypatch.setattr(supervisor_module, "probe_hub", gated_probe)
     engines: list[_Engine] = []
 
     def factory(reconnecting: bool) -> _Engine:
@@ -102,8 +115,9 @@ def test_an_impostor_on_the_port_of_a_dead_forward_is_not_connected() -> None:
     impostor: ThreadingHTTPServer | None = None
     try:
         time.sleep(0.3)
-        engines[0].die()
-        impostor = _serve(port, _Impostor)  # takes the port before the next probe
+        with gate:
+            engines[0].die()
+            impostor = _serve(port, _Impostor)  # takes the port before the next probe
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and len(engines) < 2:
             time.sleep(0.05)
