@@ -1,8 +1,10 @@
 """What an SSH engine offers the rest of the core, and how its failures are told apart.
 
 Two engines implement this: OpenSSH (pexpect for the first, interactive login; a control master
-that later commands and the forward ride on) and paramiko (sshtunnel forwarders chained jump ->
-workstation), the fallback for Windows. Setup steps, the supervisor and the doctor only see this.
+that later commands and the forward ride on) and paramiko (two transports chained jump ->
+workstation in-process, with our own forwarder), the fallback for Windows. Setup steps and the
+supervisor see only this; the doctor also runs ssh itself (core/doctor/sshcmd.py), since it must
+tell apart the layers an engine hides.
 """
 
 from __future__ import annotations

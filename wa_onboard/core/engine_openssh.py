@@ -22,8 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from wa_onboard.core import known_hosts, paths, prestart, sshfiles, tunnelstate, validate
@@ -35,7 +34,6 @@ from wa_onboard.core.remote import RemoteShell, SubprocessShell
 MAX_TRIES = 3
 """Wrong password or code: ask again, at most this many tries in all (then fail: no lockouts)."""
 
-OutputCallback = Callable[[str, str], None]
 """(hop, line) for each line a master prints after login: logs, and the supervisor's diagnosis."""
 
 _HOSTKEY_QUESTION = re.compile(
@@ -220,7 +218,6 @@ class _Master:
 
     hop: Hop
     child: Any
-    lines: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=200))
     reader: threading.Thread | None = None
 
 
@@ -237,7 +234,6 @@ class OpenSshEngine:
         ssh: str = "ssh",
         connect_timeout: int | None = None,
         login_timeout: float = 60.0,
-        on_output: OutputCallback | None = None,
     ) -> None:
         profile.require_complete()
         self.profile = profile
@@ -247,7 +243,6 @@ class OpenSshEngine:
         """Overrides ConnectTimeout for the masters (the supervisor uses a short one to retry fast)."""
         self.login_timeout = login_timeout
         """How long ssh may stay silent during login (waiting on a person does not count)."""
-        self.on_output = on_output
         self.jump_hop, self.ws_hop = hops(profile, profile_name)
         self._masters: dict[str, _Master] = {}
         self._prestarted: prestart.Prestarted | None = None
@@ -454,7 +449,6 @@ class OpenSshEngine:
         finally:
             sent.clear()
         master = _Master(hop, child)
-        master.lines.extend(_scrub("".join(transcript), []).splitlines()[-20:])
         master.reader = threading.Thread(
             target=self._drain, args=(master,), name=f"ssh-{hop.alias}", daemon=True
         )
@@ -478,25 +472,14 @@ class OpenSshEngine:
         """Read the master's pty until it ends, so ssh never blocks on a full terminal buffer."""
         import pexpect
 
-        child, pending = master.child, ""
+        child = master.child
         while True:
             try:
-                pending += child.read_nonblocking(4096, timeout=1.0)
+                child.read_nonblocking(4096, timeout=1.0)
             except pexpect.TIMEOUT:
                 continue
             except Exception:  # EOF, or the pty went away (close() from another thread)
                 return
-            *lines, pending = pending.replace("\r", "").split("\n")
-            for text in filter(None, (ln.strip() for ln in lines)):
-                master.lines.append(text)
-                if self.on_output is not None:
-                    self.on_output(master.hop.role, text)
-
-    def recent_output(self, role: str = "ws") -> list[str]:
-        """What the master printed lately (``channel 3: open failed: ...``): for diagnosis."""
-        with self._lock:
-            master = self._masters.get(role)
-        return list(master.lines) if master else []
 
     def is_alive(self) -> bool:
         with self._lock:

@@ -59,7 +59,7 @@ class Profile:
     conda_module: str = "anaconda"
     """The environment module that provides conda on the workstation."""
     engine: str = field(default_factory=default_engine)
-    """``openssh`` (pexpect + control master) or ``paramiko`` (sshtunnel)."""
+    """``openssh`` (pexpect + control master) or ``paramiko`` (in-process transports and forwarder)."""
 
     @classmethod
     def make(cls, values: Mapping[str, Any]) -> Profile:

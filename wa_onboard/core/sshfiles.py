@@ -199,12 +199,6 @@ def write_config(profile: Profile, profile_name: str = DEFAULT_PROFILE) -> Path:
     return path
 
 
-def ssh_argv(profile_name: str = DEFAULT_PROFILE, *options: str, hop: str = "ws") -> list[str]:
-    """``ssh -F <our config> [options] <alias>``; options go before the alias."""
-    names = aliases(profile_name)
-    return ["ssh", "-F", str(config_path()), *options, names.ws if hop == "ws" else names.jump]
-
-
 # --- the key ---------------------------------------------------------------------------------------
 
 

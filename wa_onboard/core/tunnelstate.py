@@ -347,14 +347,6 @@ def next_free_port(start: int, tries: int = 100) -> int | None:
     return None
 
 
-def port_answers(port: int, timeout: float = 1.0) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
 def port_holder(port: int) -> PortHolder | None:
     """Who listens on ``port``: /proc on Linux, ``lsof`` elsewhere (best effort)."""
     if sys.platform.startswith("linux"):
