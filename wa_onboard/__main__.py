@@ -8,7 +8,7 @@ import sys
 def main() -> int:
     """Start the jump login early when that can help (core/prestart, which loads nothing heavy),
     then import and run the CLI."""
-    from wa_onboard.core import prestart
+    from wa_onboard.core.tunnel import prestart
 
     prestart.maybe_start(sys.argv[1:])
     from wa_onboard.cli import main as cli_main

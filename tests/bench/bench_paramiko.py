@@ -164,10 +164,10 @@ def sshtunnel_forward(engine: Any, args: argparse.Namespace) -> int:
 
 def inner(args: argparse.Namespace) -> None:
     """Inside the laptop namespace: both tunnels up, alternating rounds, one JSON line out."""
-    from wa_onboard.core import engine_paramiko
-    from wa_onboard.core.engine_paramiko import ParamikoEngine
     from wa_onboard.core.profile import Profile
     from wa_onboard.core.prompts import ConfirmQuestion, HostKeyQuestion, SecretQuestion
+    from wa_onboard.core.tunnel.engines import paramiko as engine_paramiko
+    from wa_onboard.core.tunnel.engines.paramiko import ParamikoEngine
 
     if args.window:
         engine_paramiko.WINDOW_SIZE = args.window

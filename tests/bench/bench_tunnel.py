@@ -177,8 +177,8 @@ def main() -> None:
     with Lab() as lab:
         m = lab.new_member()
         os.environ["HOME"] = str(home)
-        from wa_onboard.core import sshfiles
-        from wa_onboard.core.engine_openssh import our_ssh_processes
+        from wa_onboard.core.tunnel import sshfiles
+        from wa_onboard.core.tunnel.engines.openssh import our_ssh_processes
 
         sshfiles.ensure_key()
         auth = m.home / ".ssh"

@@ -19,11 +19,11 @@ from typing import Any
 
 from paramiko_driver import ScriptedPrompter, error
 
-from wa_onboard.core import sshfiles
-from wa_onboard.core.engine_openssh import OpenSshEngine, our_ssh_processes
 from wa_onboard.core.errors import WaError
 from wa_onboard.core.profile import Profile
 from wa_onboard.core.prompts import PasswordOnce
+from wa_onboard.core.tunnel import sshfiles
+from wa_onboard.core.tunnel.engines.openssh import OpenSshEngine, our_ssh_processes
 
 
 def main() -> None:

@@ -29,11 +29,11 @@ from typing import Any
 
 from lab import totp
 
-from wa_onboard.core.engine import ConnectError
-from wa_onboard.core.engine_paramiko import ParamikoEngine
 from wa_onboard.core.errors import WaError
 from wa_onboard.core.profile import Profile
 from wa_onboard.core.prompts import ConfirmQuestion, HostKeyQuestion, SecretQuestion
+from wa_onboard.core.tunnel.engines.base import ConnectError
+from wa_onboard.core.tunnel.engines.paramiko import ParamikoEngine
 
 
 class ScriptedPrompter:

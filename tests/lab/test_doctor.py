@@ -240,7 +240,7 @@ def test_conda_module_missing(lab: Lab, onboarded: Onboarded) -> None:
 
 
 def test_report_names_versions_and_holds_no_secrets(lab: Lab, onboarded: Onboarded, tmp_path: Path) -> None:
-    from wa_onboard.core import tunnelstate
+    from wa_onboard.core.tunnel import state as tunnelstate
 
     member = onboarded.member
     key = (onboarded.home / ".ssh/wa_onboard_ed25519").read_text()

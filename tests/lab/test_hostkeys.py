@@ -116,8 +116,8 @@ def test_home_with_a_space_reaches_the_workstation_through_the_jump(
 ) -> None:
     """OpenSSH pastes the -F path unquoted into ProxyJump's own ProxyCommand: our explicit, quoted one
     must carry a HOME with a space through the real jump host (key only, no prompt)."""
-    from wa_onboard.core import sshfiles
     from wa_onboard.core.profile import Profile
+    from wa_onboard.core.tunnel import sshfiles
 
     home = laptop_home / "Bucky Badger"
     home.mkdir(mode=0o700)

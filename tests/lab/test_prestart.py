@@ -20,8 +20,10 @@ from test_connect_foreground import NOTHING_LEFT, STOP_WAIT, leftovers
 from test_tunnel_openssh import authorize_key, laptop_get
 from tunnel_cli import connect_args
 
-from wa_onboard.core import paths, prestart, sshfiles, tunnelstate
-from wa_onboard.core.engine_openssh import our_ssh_processes
+from wa_onboard.core import paths
+from wa_onboard.core.tunnel import prestart, sshfiles
+from wa_onboard.core.tunnel import state as tunnelstate
+from wa_onboard.core.tunnel.engines.openssh import our_ssh_processes
 
 PORT = 18030
 ADOPTED = "the jump host's login started at launch (prestart), and its master was adopted"

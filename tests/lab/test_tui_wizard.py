@@ -85,7 +85,7 @@ def pane_factory(lab: Lab, laptop_home: Path, monkeypatch: pytest.MonkeyPatch) -
     for pane in panes:
         pane.close()
     monkeypatch.setenv("HOME", str(laptop_home))
-    from wa_onboard.core import supervisor
+    from wa_onboard.core.tunnel import supervisor
 
     supervisor.stop_supervisor("default")
 

@@ -40,7 +40,7 @@ def profile_values(lab: Lab, member: Member, **extra: Any) -> dict[str, Any]:
 def authorize_key(home: Path, member: Member, monkeypatch: pytest.MonkeyPatch) -> None:
     """What setup will do: make the program's key in the laptop HOME (the product's own ensure_key) and put
     it in the member's authorized_keys on the shared home (as root: chown to the member, 0600)."""
-    from wa_onboard.core import sshfiles
+    from wa_onboard.core.tunnel import sshfiles
 
     monkeypatch.setenv("HOME", str(home))
     sshfiles.ensure_key()
@@ -134,7 +134,7 @@ def our_processes(lab: Lab, home: Path) -> list[str]:
         ln
         for ln in out.splitlines()
         if str(home) in ln
-        or "wa_onboard.core.supervisor" in ln
+        or "wa_onboard.core.tunnel.supervisor" in ln
         or ("wa_onboard" in ln and _home_of(ln.split()[0]) == str(home))
     ]
 
@@ -230,7 +230,7 @@ def test_riding_the_members_own_master_disconnect_takes_back_only_our_forward(
     authorize_key(laptop_home, member, monkeypatch)
     assert connect(cli, lab, member, "--local-port", str(PORT)).returncode == 0  # writes our config
     assert cli("disconnect").returncode == 0
-    from wa_onboard.core import sshfiles
+    from wa_onboard.core.tunnel import sshfiles
 
     ws = sshfiles.aliases().ws
     theirs = lab.laptop_popen(
@@ -418,7 +418,9 @@ def _kill_masters_leaving_sockets(laptop_home: Path, monkeypatch: pytest.MonkeyP
     import signal
 
     monkeypatch.setenv("HOME", str(laptop_home))
-    from wa_onboard.core import engine_openssh, sshfiles, tunnelstate
+    from wa_onboard.core.tunnel import sshfiles
+    from wa_onboard.core.tunnel import state as tunnelstate
+    from wa_onboard.core.tunnel.engines import openssh as engine_openssh
 
     record = tunnelstate.read_record("default")
     if record is not None and tunnelstate.process_alive(record.pid):
@@ -444,7 +446,7 @@ def _kill_masters_leaving_sockets(laptop_home: Path, monkeypatch: pytest.MonkeyP
 
 
 def _master_answers(lab: Lab, laptop_home: Path, alias: str) -> bool:
-    from wa_onboard.core import sshfiles
+    from wa_onboard.core.tunnel import sshfiles
 
     check = ["ssh", "-F", str(sshfiles.config_path()), "-O", "check", alias]
     return lab.laptop_run(check, env={"HOME": str(laptop_home)}).returncode == 0

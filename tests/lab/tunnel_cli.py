@@ -31,7 +31,7 @@ def connect_args(lab: Lab, member: Member, *extra: str, engine: str | None = Non
 def members_own_master(alias: str = "wa-ws") -> list[str]:
     """What a member's ``ssh wa-ws`` through the Include amounts to: a master of their own on our
     config (foreground, ended by SIGTERM, which removes its control socket)."""
-    from wa_onboard.core import sshfiles
+    from wa_onboard.core.tunnel import sshfiles
 
     config = str(sshfiles.config_path())
     return ["ssh", "-F", config, "-N", "-o", "ControlMaster=yes", "-o", "ControlPersist=no", alias]

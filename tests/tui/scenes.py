@@ -14,9 +14,9 @@ from pathlib import Path
 from textual.pilot import Pilot
 from textual.widget import Widget
 
-from wa_onboard.core.engine_openssh import classify, hops
 from wa_onboard.core.profile import Profile, ProfileStore
 from wa_onboard.core.results import CheckStatus, StepStatus, TunnelState, TunnelStatus
+from wa_onboard.core.tunnel.engines.openssh import classify, hops
 from wa_onboard.tui.app import WaApp, make_app
 from wa_onboard.tui.fake import (
     FakeBackend,

@@ -25,7 +25,7 @@ def test_real_backend_lists_the_core_plan() -> None:
 
 
 def test_a_tunnel_that_cannot_start_is_down_with_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
-    from wa_onboard.core import supervisor
+    from wa_onboard.core.tunnel import supervisor
 
     def refuse(*args: object) -> None:
         raise WaError("the state directory is not writable", "fix the permissions of ~/.local/state")
@@ -43,7 +43,7 @@ def test_r_without_a_tunnel_session_starts_the_tunnel_or_says_why_not(
 ) -> None:
     """r (and o's "connect now") on the fallback did nothing: it now asks again for a session, which
     starts the background tunnel as connect --detach does, or raises what the app shows."""
-    from wa_onboard.core import supervisor
+    from wa_onboard.core.tunnel import supervisor
     from wa_onboard.tui.fake import FakeTunnel, status
 
     def refuse(*args: object) -> None:
@@ -91,7 +91,7 @@ def test_a_broken_config_file_is_one_line_before_any_screen(tmp_path: Path) -> N
 
 def test_setup_flags_reach_the_plan(monkeypatch: pytest.MonkeyPatch) -> None:
     """--yes, --repair and --no-browser given to `setup` reach the core through the app's backend."""
-    from wa_onboard.core import onboarding
+    from wa_onboard.core.setup import onboarding
 
     seen: dict[str, object] = {}
 

@@ -11,10 +11,10 @@ from typing import Any
 from textual.widgets import Label
 
 from tests.tui.scenes import NOW, SINCE, screen_name, wait_for
-from wa_onboard.core import setup_progress
 from wa_onboard.core.profile import Profile, ProfileStore
 from wa_onboard.core.prompts import SecretQuestion
 from wa_onboard.core.results import TunnelState
+from wa_onboard.core.setup import progress as setup_progress
 from wa_onboard.tui.app import WaApp, make_app
 from wa_onboard.tui.fake import FakeBackend, FakeTunnel, status
 

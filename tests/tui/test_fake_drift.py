@@ -3,7 +3,7 @@
 The app's screens were once tested only against the fake, whose check ids had no dots: the real
 diagnostics screen crashed on every open while every test passed. So every id, name and text the
 fake feeds the app is checked here against the real modules: the plan's steps
-(``core.onboarding.build_plan``), the doctor's registry and runner, and the string templates in the
+(``core.setup.onboarding.build_plan``), the doctor's registry and runner, and the string templates in the
 modules that produce each text (an f-string's fields match any text). A fake text that no real
 template can produce fails, naming the text and the module it should come from.
 """
@@ -20,13 +20,14 @@ from types import ModuleType
 
 import pytest
 
-from wa_onboard.core import conda_scripts, onboarding, sshfiles, supervisor
 from wa_onboard.core.doctor import REGISTRY, checks_local, checks_remote, checks_tunnel, registry
-from wa_onboard.core.engine_openssh import _secret_question, hops
-from wa_onboard.core.plan import Step
 from wa_onboard.core.profile import Profile
 from wa_onboard.core.prompts import ConfirmQuestion, HostKeyQuestion, SecretQuestion
 from wa_onboard.core.results import CheckStatus, TunnelState
+from wa_onboard.core.setup import conda_scripts, onboarding
+from wa_onboard.core.setup.plan import Step
+from wa_onboard.core.tunnel import sshfiles, supervisor
+from wa_onboard.core.tunnel.engines.openssh import _secret_question, hops
 from wa_onboard.tui import fake
 
 ROOT = Path(__file__).resolve().parents[2]

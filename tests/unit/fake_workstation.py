@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from wa_onboard.core.engine import ConnectError, Failure
 from wa_onboard.core.prompts import Prompter, SecretQuestion
 from wa_onboard.core.remote import SubprocessShell
+from wa_onboard.core.tunnel.engines.base import ConnectError, Failure
 
 FAKE_CONDA = r"""#!/usr/bin/env python3
 import json, os, shutil, subprocess, sys, time

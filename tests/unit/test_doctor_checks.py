@@ -19,11 +19,13 @@ from pathlib import Path
 import pytest
 
 from tests.unit.fake_workstation import Workstation, make_workstation
-from wa_onboard.core import paths, sshfiles, supervisor, tunnelstate
+from wa_onboard.core import paths
 from wa_onboard.core.doctor import checks_local, checks_remote, checks_tunnel, facts
 from wa_onboard.core.doctor.context import DoctorContext, WorkstationRun
 from wa_onboard.core.profile import Profile, ProfileStore
 from wa_onboard.core.results import CheckStatus
+from wa_onboard.core.tunnel import sshfiles, supervisor
+from wa_onboard.core.tunnel import state as tunnelstate
 
 WS_CHECKS = {
     "workstation.disk": checks_remote.disk,
@@ -361,8 +363,8 @@ def test_a_privileged_port_is_named_as_such_not_busy(monkeypatch: pytest.MonkeyP
 def test_every_missing_ssh_says_the_same_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
     """No ssh on PATH: the doctor, the engine and key making give one hint (engine.INSTALL_SSH_HINT)."""
     from wa_onboard.core.doctor import sshcmd
-    from wa_onboard.core.engine import INSTALL_SSH_HINT
     from wa_onboard.core.errors import WaError
+    from wa_onboard.core.tunnel.engines.base import INSTALL_SSH_HINT
 
     monkeypatch.setattr(sshcmd, "client_version", lambda: None)
     outcome = checks_local.ssh_client(local_ctx(Profile(user="bbadger")))

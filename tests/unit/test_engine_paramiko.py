@@ -12,9 +12,12 @@ from typing import Any
 import paramiko
 import pytest
 
-from wa_onboard.core import known_hosts
-from wa_onboard.core.engine import ConnectError, Failure
-from wa_onboard.core.engine_paramiko import (
+from wa_onboard.core.errors import Cancelled
+from wa_onboard.core.profile import Profile
+from wa_onboard.core.prompts import ConfirmQuestion, HostKeyQuestion, SecretQuestion, secret_kind
+from wa_onboard.core.tunnel import hostkeys as known_hosts
+from wa_onboard.core.tunnel.engines.base import ConnectError, Failure
+from wa_onboard.core.tunnel.engines.paramiko import (
     Hop,
     ParamikoEngine,
     _ChannelSocket,
@@ -22,9 +25,6 @@ from wa_onboard.core.engine_paramiko import (
     _prefer_known,
     authenticate,
 )
-from wa_onboard.core.errors import Cancelled
-from wa_onboard.core.profile import Profile
-from wa_onboard.core.prompts import ConfirmQuestion, HostKeyQuestion, SecretQuestion, secret_kind
 
 HOP = Hop("jump host", "bucky", "best-tux.cae.wisc.edu", 22, Failure.JUMP_AUTH)
 KEY = object()
@@ -453,7 +453,7 @@ def test_a_command_the_server_never_answers_ends_at_its_timeout(
     silent_workstation: paramiko.Transport,
 ) -> None:
     """exec_command used to run before the timer started, and paramiko waits for the reply forever."""
-    from wa_onboard.core.engine_paramiko import ChannelShell
+    from wa_onboard.core.tunnel.engines.paramiko import ChannelShell
 
     results: list[Any] = []
     runner = threading.Thread(

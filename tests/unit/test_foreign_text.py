@@ -7,7 +7,7 @@ from __future__ import annotations
 import socket
 import threading
 
-from wa_onboard.core import supervisor
+from wa_onboard.core.tunnel import supervisor
 
 
 def _serve_once(answer: bytes) -> int:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from wa_onboard.core import known_hosts
-from wa_onboard.core.known_hosts import Verdict
+from wa_onboard.core.tunnel import hostkeys as known_hosts
+from wa_onboard.core.tunnel.hostkeys import Verdict
 
 needs_keygen = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs OpenSSH's ssh-keygen")
 
@@ -172,9 +172,9 @@ def test_judge_reads_written_lines_for_bracketed_ports() -> None:
 
 def test_openssh_changed_key_refusal_shows_the_new_fingerprint() -> None:
     """The member must be able to compare what the host sends now with what the admins publish."""
-    from wa_onboard.core.engine import Failure
-    from wa_onboard.core.engine_openssh import classify, hops
     from wa_onboard.core.profile import Profile
+    from wa_onboard.core.tunnel.engines.base import Failure
+    from wa_onboard.core.tunnel.engines.openssh import classify, hops
 
     jump, ws = hops(Profile.make({"user": "bbadger"}))
     # what OpenSSH 9.2 prints when ed25519 is on file and the host now sends ECDSA

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-import wa_onboard.core.tunnelstate as real_tunnelstate
+import wa_onboard.core.tunnel.state as real_tunnelstate
 
 fcntl: Any = pytest.importorskip("fcntl")
 if not hasattr(fcntl, "F_OFD_SETLK"):  # pragma: no cover

@@ -18,14 +18,14 @@ from pathlib import Path
 import pytest
 
 from tests.unit.fake_workstation import FakeEngine, Workstation, make_workstation, module_function
-from wa_onboard.core import conda_scripts as cs
-from wa_onboard.core import onboarding as ob
 from wa_onboard.core.errors import Cancelled
-from wa_onboard.core.plan import PlanEvent, StepContext, StepError, StepOutput, plan_succeeded, run_step
 from wa_onboard.core.profile import Profile
 from wa_onboard.core.prompts import ConfirmQuestion, HostKeyQuestion, NoPrompter, SecretQuestion
 from wa_onboard.core.remote import RemoteResult
 from wa_onboard.core.results import StepStatus
+from wa_onboard.core.setup import conda_scripts as cs
+from wa_onboard.core.setup import onboarding as ob
+from wa_onboard.core.setup.plan import PlanEvent, StepContext, StepError, StepOutput, plan_succeeded, run_step
 
 
 class Answers:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.unit.normal_user import normal_home, run_as_normal_user
-from wa_onboard.core import onboarding, paths
+from wa_onboard.core import paths
+from wa_onboard.core.setup import onboarding
 
 
 def mode(path: Path) -> int:

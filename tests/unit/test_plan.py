@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 
 from wa_onboard.core.errors import Cancelled
-from wa_onboard.core.plan import (
+from wa_onboard.core.results import StepStatus
+from wa_onboard.core.setup.plan import (
     NotNeeded,
     PlanEvent,
     Step,
@@ -14,7 +15,6 @@ from wa_onboard.core.plan import (
     plan_succeeded,
     run_plan,
 )
-from wa_onboard.core.results import StepStatus
 
 
 class Recorder(Step):

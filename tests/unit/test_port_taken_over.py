@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from wa_onboard.core import supervisor as supervisor_module
 from wa_onboard.core.profile import Profile
 from wa_onboard.core.results import TunnelState, TunnelStatus
-from wa_onboard.core.supervisor import Backoff, Supervisor
+from wa_onboard.core.tunnel import supervisor as supervisor_module
+from wa_onboard.core.tunnel.supervisor import Backoff, Supervisor
 
 
 class _Hub(BaseHTTPRequestHandler):

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from wa_onboard.core import prestart, sshfiles
 from wa_onboard.core.profile import Profile
+from wa_onboard.core.tunnel import prestart, sshfiles
 
 FLAGS = ["--user", "bbadger", "--jump", "jump.example:22", "--local-port=18000"]
 
@@ -88,7 +88,7 @@ def test_the_control_dir_is_sshfiles_own(home: Path, monkeypatch: pytest.MonkeyP
 
 
 def test_only_the_master_login_would_start_is_adopted(home: Path) -> None:
-    from wa_onboard.core.engine_openssh import OpenSshEngine
+    from wa_onboard.core.tunnel.engines.openssh import OpenSshEngine
 
     profile = Profile(user="bbadger")
     sshfiles.write_config(profile)
@@ -115,10 +115,10 @@ def _modules_after(code: str) -> set[str]:
 
 def test_the_early_path_loads_nothing_heavy() -> None:
     # measured against a bare interpreter: a site .pth may load some of these at every start
-    loaded = _modules_after("from wa_onboard.core import prestart\nprestart.maybe_start(['status'])")
+    loaded = _modules_after("from wa_onboard.core.tunnel import prestart\nprestart.maybe_start(['status'])")
     added = loaded - _modules_after("pass")
     assert not added & {"typing", "dataclasses", "pathlib", "pexpect", "platformdirs", "argparse"}
-    assert "wa_onboard.core.prestart" in added
+    assert "wa_onboard.core.tunnel.prestart" in added
 
 
 # --- the short control folder in a shared place: checked before anything follows or changes it -----

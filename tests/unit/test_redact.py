@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from wa_onboard.core import tunnelstate
 from wa_onboard.core.doctor.report import build_report
 from wa_onboard.core.profile import Profile
 from wa_onboard.core.redact import MARK, redact
 from wa_onboard.core.results import CheckResult, CheckStatus
+from wa_onboard.core.tunnel import state as tunnelstate
 
 
 def totp(secret_b32: str) -> str:

@@ -9,9 +9,9 @@ import pytest
 
 from tests.unit.test_cli import wa
 from wa_onboard.commands.setup import LinePrinter, SetupPrompter
-from wa_onboard.core.plan import StepFinished, StepOutput, StepStarted
 from wa_onboard.core.prompts import ConfirmQuestion, HostKeyQuestion, SecretQuestion
 from wa_onboard.core.results import StepResult, StepStatus
+from wa_onboard.core.setup.plan import StepFinished, StepOutput, StepStarted
 
 HOSTILE = [
     "; rm -rf ~",

@@ -7,10 +7,11 @@ import threading
 
 import pytest
 
-from wa_onboard.core import onboarding, setup_progress
-from wa_onboard.core.plan import Step, StepContext, StepError
 from wa_onboard.core.profile import Profile
 from wa_onboard.core.prompts import NoPrompter
+from wa_onboard.core.setup import onboarding
+from wa_onboard.core.setup import progress as setup_progress
+from wa_onboard.core.setup.plan import Step, StepContext, StepError
 
 
 class Ok(Step):

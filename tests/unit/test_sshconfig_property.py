@@ -24,9 +24,10 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from wa_onboard import cli
-from wa_onboard.core import paths, sshfiles, validate
+from wa_onboard.core import paths, validate
 from wa_onboard.core.errors import InvalidInput, WaError
 from wa_onboard.core.profile import Profile
+from wa_onboard.core.tunnel import sshfiles
 
 pytestmark = pytest.mark.skipif(
     shutil.which("ssh") is None, reason="needs OpenSSH's ssh (ssh -G is the oracle)"

@@ -22,13 +22,14 @@ from typing import Any
 import pytest
 
 from wa_onboard.commands.prompter_cli import CliPrompter
-from wa_onboard.core import sshfiles, tunnelstate
-from wa_onboard.core.engine import ConnectError, Failure
-from wa_onboard.core.engine_openssh import OpenSshEngine, _control_sockets_exist, classify, hops
 from wa_onboard.core.profile import Profile
 from wa_onboard.core.prompts import ConfirmQuestion, HostKeyQuestion, PasswordOnce, SecretQuestion
 from wa_onboard.core.results import TunnelState, TunnelStatus
-from wa_onboard.core.supervisor import Backoff, _notify_ready, _read_line, hub_version, probe_hub
+from wa_onboard.core.tunnel import sshfiles
+from wa_onboard.core.tunnel import state as tunnelstate
+from wa_onboard.core.tunnel.engines.base import ConnectError, Failure
+from wa_onboard.core.tunnel.engines.openssh import OpenSshEngine, _control_sockets_exist, classify, hops
+from wa_onboard.core.tunnel.supervisor import Backoff, _notify_ready, _read_line, hub_version, probe_hub
 
 PROFILE = Profile(user="bbadger", jump="best-tux.cae.wisc.edu", host="carproject-06.engr.wisc.edu:2222")
 
@@ -400,7 +401,7 @@ def test_lock_is_exclusive_per_profile(isolated_home: Path) -> None:
         with pytest.raises(tunnelstate.LockHeld):
             tunnelstate.ProfileLock("default").acquire()
         code = (
-            "import sys; from wa_onboard.core import tunnelstate as t\n"
+            "import sys; from wa_onboard.core.tunnel import state as t\n"
             "sys.exit(3 if t.lock_is_held('default') else 0)"
         )
         assert subprocess.run([sys.executable, "-c", code]).returncode == 3
@@ -639,7 +640,7 @@ def test_no_control_socket_means_no_master_to_ask(
 
 @pytest.mark.parametrize("engine", ["openssh", "paramiko"])
 def test_a_reconnect_uses_a_short_connect_timeout_with_either_engine(engine: str) -> None:
-    from wa_onboard.core.supervisor import RECONNECT_CONNECT_TIMEOUT, make_engine
+    from wa_onboard.core.tunnel.supervisor import RECONNECT_CONNECT_TIMEOUT, make_engine
 
     profile = Profile(user="bbadger", engine=engine)
     short = make_engine(profile, "default", reconnecting=True).connect_timeout  # type: ignore[attr-defined]
@@ -677,7 +678,7 @@ def test_a_listener_on_the_ipv6_loopback_makes_the_port_busy() -> None:
 
 
 def test_the_url_we_open_is_our_forwards_own_address() -> None:
-    from wa_onboard.core.supervisor import Supervisor
+    from wa_onboard.core.tunnel.supervisor import Supervisor
 
     assert PROFILE.url.startswith("http://127.0.0.1:")
     assert Supervisor(PROFILE, record_state=False).url == PROFILE.url
@@ -700,7 +701,7 @@ def test_bind_errors_are_told_apart(error: OSError, state: str) -> None:
 @pytest.mark.skipif(sys.platform != "linux" or os.geteuid() != 0, reason="needs root to drop to nobody")
 def test_a_privileged_port_is_denied_not_busy_for_a_normal_user() -> None:
     """Nothing listens on port 80: a normal user just may not bind it (checked as uid nobody)."""
-    code = "from wa_onboard.core import tunnelstate as t; print(t.port_state(80).value)"
+    code = "from wa_onboard.core.tunnel import state as t; print(t.port_state(80).value)"
     done = subprocess.run(
         ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable, "-c", code],
         capture_output=True,
@@ -726,7 +727,7 @@ class _NoLogin:
 
 
 def test_connect_to_a_privileged_port_names_the_real_cause(monkeypatch: pytest.MonkeyPatch) -> None:
-    from wa_onboard.core.supervisor import Supervisor
+    from wa_onboard.core.tunnel.supervisor import Supervisor
 
     monkeypatch.setattr(tunnelstate, "port_state", lambda port: tunnelstate.PortState.DENIED)
     sup = Supervisor(
@@ -748,15 +749,23 @@ def test_connect_to_a_privileged_port_names_the_real_cause(monkeypatch: pytest.M
 @pytest.mark.parametrize(
     ("argv", "profile", "ours"),
     [
-        (["/usr/bin/python3", "-m", "wa_onboard.core.supervisor", "--profile", "default"], "default", True),
-        (["/usr/bin/python3", "-m", "wa_onboard.core.supervisor", "--profile", "ws7"], "default", False),
+        (
+            ["/usr/bin/python3", "-m", "wa_onboard.core.tunnel.supervisor", "--profile", "default"],
+            "default",
+            True,
+        ),
+        (
+            ["/usr/bin/python3", "-m", "wa_onboard.core.tunnel.supervisor", "--profile", "ws7"],
+            "default",
+            False,
+        ),
         (["/v/bin/python3.11", "/v/bin/wa-onboard", "connect", "--detach"], "default", True),
         (["/v/bin/python3", "/v/bin/wa-onboard", "--profile", "ws7", "open"], "ws7", True),
         (["/v/bin/python3", "/v/bin/wa-onboard", "--profile=ws7", "connect"], "default", False),
         (["python3", "-I", "-X", "dev", "-m", "wa_onboard", "connect", "--no-tui"], "default", True),
         (["python3", "-m", "wa_onboard", "status"], "default", False),  # holds no lock
         (["less", "/home/b/.local/state/wa-onboard/tunnel-default.log"], "default", False),
-        (["vim", "/src/wa_onboard/core/supervisor.py", "connect"], "default", False),
+        (["vim", "/src/wa_onboard/core/tunnel/supervisor.py", "connect"], "default", False),
         (["python3", "/home/b/wa-onboard/notes.py", "connect"], "default", False),
         (["python3", "-c", "import wa_onboard; 'connect'"], "default", False),
         ([], "default", False),
@@ -796,7 +805,7 @@ class _Unreachable:
 def test_reconnect_attempts_are_in_the_state_file(
     isolated_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from wa_onboard.core.supervisor import Supervisor
+    from wa_onboard.core.tunnel.supervisor import Supervisor
 
     seen: list[tunnelstate.TunnelRecord] = []
     stop = threading.Event()
@@ -853,7 +862,7 @@ def test_status_just_after_the_port_closed_says_the_tunnel_reconnects(
     isolated_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The record still says connected, ssh is gone: the live supervisor will notice and reconnect."""
-    from wa_onboard.core.supervisor import verify_status
+    from wa_onboard.core.tunnel.supervisor import verify_status
 
     with socket.socket() as spare:
         spare.bind(("127.0.0.1", 0))
@@ -909,7 +918,7 @@ def _wa(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_without_ssh_every_tunnel_command_says_to_install_it(without_ssh: dict[str, str]) -> None:
-    from wa_onboard.core.engine import INSTALL_SSH_HINT
+    from wa_onboard.core.tunnel.engines.base import INSTALL_SSH_HINT
 
     runs = [_wa(without_ssh, "connect", "--no-tui", "--no-browser", "--user", "bbadger")]
     sshfiles.write_config(Profile(user="bbadger"))  # set up: the daily commands start the login early
@@ -946,7 +955,7 @@ def control(isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
 
 
 def test_a_socket_no_master_answers_is_removed_and_a_live_one_kept(control: Path) -> None:
-    from wa_onboard.core.engine_openssh import remove_stale_socket
+    from wa_onboard.core.tunnel.engines.openssh import remove_stale_socket
 
     stale, live, plain = control / "cm-stale", control / "cm-live", control / "cm-file"
     _stale_socket(stale)
@@ -989,7 +998,7 @@ def test_the_tui_session_ends_a_stop_on_down_and_comes_back_on_reconnect(
 ) -> None:
     """The dashboard shows the last snapshot it got: after x (stop) that must be DOWN, not the UP
     from before; and r after x starts the tunnel again."""
-    from wa_onboard.core import supervisor
+    from wa_onboard.core.tunnel import supervisor
 
     started: list[str] = []
     stopped: list[str] = []

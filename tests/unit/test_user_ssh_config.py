@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from wa_onboard.core import paths, sshfiles
+from wa_onboard.core import paths
 from wa_onboard.core.prompts import ConfirmQuestion, HostKeyQuestion, SecretQuestion
+from wa_onboard.core.tunnel import sshfiles
 
 ORIGINAL = "Host *\n    User me\n"
 

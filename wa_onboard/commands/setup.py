@@ -12,9 +12,16 @@ import sys
 from typing import TYPE_CHECKING, TextIO
 
 from wa_onboard.commands.prompter_cli import CliPrompter
-from wa_onboard.core.plan import PlanEvent, StepContext, StepFinished, StepOutput, StepStarted, plan_succeeded
 from wa_onboard.core.prompts import SecretQuestion
 from wa_onboard.core.results import StepResult, StepStatus
+from wa_onboard.core.setup.plan import (
+    PlanEvent,
+    StepContext,
+    StepFinished,
+    StepOutput,
+    StepStarted,
+    plan_succeeded,
+)
 
 if TYPE_CHECKING:
     from wa_onboard.cli import CommandContext
@@ -90,7 +97,7 @@ def _report_failure(failed: StepResult, titles: dict[str, str], prompter: SetupP
 
 
 def run(command: str, ctx: CommandContext) -> int:
-    from wa_onboard.core import onboarding
+    from wa_onboard.core.setup import onboarding
 
     args = ctx.args
     if _wants_wizard(args):

@@ -13,12 +13,12 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from wa_onboard.core import supervisor as sup
-from wa_onboard.core import tunnelstate
-from wa_onboard.core.engine import ConnectError, Failure
 from wa_onboard.core.errors import WaError
 from wa_onboard.core.profile import DEFAULT_PROFILE, Profile
 from wa_onboard.core.results import TunnelState, TunnelStatus
+from wa_onboard.core.tunnel import state as tunnelstate
+from wa_onboard.core.tunnel import supervisor as sup
+from wa_onboard.core.tunnel.engines.base import ConnectError, Failure
 
 if TYPE_CHECKING:
     from wa_onboard.cli import CommandContext
@@ -102,7 +102,7 @@ def connect(ctx: CommandContext, profile: Profile) -> int:
 def _trust_new_host_keys(ctx: CommandContext, profile: Profile) -> None:
     """First contact with a host: show its fingerprint and ask (``--yes`` accepts), before the
     key-only, never-prompting supervisor starts. Never asks for a password."""
-    from wa_onboard.core import known_hosts
+    from wa_onboard.core.tunnel import hostkeys as known_hosts
 
     if all(known_hosts.read(*address) for address in (profile.jump_address, profile.host_address)):
         return

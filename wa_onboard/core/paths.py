@@ -15,7 +15,7 @@ from typing import IO
 
 import platformdirs
 
-from wa_onboard.core import prestart
+from wa_onboard.core.tunnel import prestart
 
 APP = prestart.APP
 

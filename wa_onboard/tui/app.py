@@ -18,12 +18,12 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.worker import Worker, WorkerState
 
-from wa_onboard.core import setup_progress
 from wa_onboard.core.errors import WaError
 from wa_onboard.core.profile import DEFAULT_PROFILE, Profile, ProfileStore
 from wa_onboard.core.prompts import HostKeyQuestion, SecretQuestion
 from wa_onboard.core.results import TunnelState, TunnelStatus
-from wa_onboard.core.setup_progress import SetupProgress
+from wa_onboard.core.setup import progress as setup_progress
+from wa_onboard.core.setup.progress import SetupProgress
 from wa_onboard.tui.backend import Backend, TunnelSession
 from wa_onboard.tui.modals import (
     ConfirmModal,

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from wa_onboard.core.errors import WaError
-from wa_onboard.core.plan import EventSink, StepContext
 from wa_onboard.core.profile import Profile
 from wa_onboard.core.prompts import Prompter
 from wa_onboard.core.results import CheckResult, StepResult, StepStatus, TunnelState, TunnelStatus
+from wa_onboard.core.setup.plan import EventSink, StepContext
 
 
 @dataclass(frozen=True)
@@ -108,14 +108,14 @@ class RealBackend:
         self.no_browser = no_browser
 
     def setup_steps(self, name: str, profile: Profile) -> list[StepInfo]:
-        from wa_onboard.core import onboarding
+        from wa_onboard.core.setup import onboarding
 
         return [StepInfo(step.id, step.title) for step in onboarding.build_plan(profile)]
 
     def run_setup(
         self, name: str, profile: Profile, prompter: Prompter, emit: EventSink, cancel: threading.Event
     ) -> SetupOutcome:
-        from wa_onboard.core import onboarding
+        from wa_onboard.core.setup import onboarding
 
         steps = onboarding.build_plan(profile)
         ctx = StepContext(
@@ -136,7 +136,7 @@ class RealBackend:
         )
 
     def tunnel(self, name: str, profile: Profile, prompter: Prompter) -> TunnelSession:
-        from wa_onboard.core import supervisor
+        from wa_onboard.core.tunnel import supervisor
 
         try:
             session: TunnelSession = supervisor.tui_session(name, profile, prompter)
@@ -196,7 +196,7 @@ class UnavailableTunnel:
         if self._session is not None:
             self._session.reconnect()
             return
-        from wa_onboard.core import supervisor
+        from wa_onboard.core.tunnel import supervisor
 
         try:
             self._session = supervisor.tui_session(self.name, self.profile, self.prompter)

@@ -1,6 +1,6 @@
 """A scripted backend for the app's tests, snapshots and screenshots: no ssh, no network.
 
-Setup runs real ``core.plan`` steps (so the app sees the same events and results as with the real
+Setup runs real ``core.setup.plan`` steps (so the app sees the same events and results as with the real
 core) whose work is a script: lines of output, progress, questions for the member, a failure. A step
 can be held at any point with a ``threading.Event`` so a test or a screenshot can catch the screen
 mid-run. The tunnel and the doctor are fed from queues the test controls.
@@ -15,10 +15,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from wa_onboard.core import conda_scripts, doctor, onboarding, paths, sshfiles
+from wa_onboard.core import doctor, paths
 from wa_onboard.core.doctor.registry import Outcome, fail, ok, run_checks, warn
 from wa_onboard.core.errors import Cancelled
-from wa_onboard.core.plan import (
+from wa_onboard.core.profile import DEFAULT_PROFILE, Profile
+from wa_onboard.core.prompts import ConfirmQuestion, HostKeyQuestion, Prompter, SecretQuestion
+from wa_onboard.core.results import CheckResult, TunnelState, TunnelStatus
+from wa_onboard.core.setup import conda_scripts, onboarding
+from wa_onboard.core.setup.plan import (
     EventSink,
     NotNeeded,
     PlanEvent,
@@ -28,9 +32,7 @@ from wa_onboard.core.plan import (
     StepFinished,
     run_plan,
 )
-from wa_onboard.core.profile import DEFAULT_PROFILE, Profile
-from wa_onboard.core.prompts import ConfirmQuestion, HostKeyQuestion, Prompter, SecretQuestion
-from wa_onboard.core.results import CheckResult, TunnelState, TunnelStatus
+from wa_onboard.core.tunnel import sshfiles
 from wa_onboard.tui.backend import SetupOutcome, StepInfo
 
 Question = SecretQuestion | HostKeyQuestion | ConfirmQuestion

@@ -17,11 +17,11 @@ from textual.worker import Worker, WorkerState
 
 from wa_onboard.core import validate
 from wa_onboard.core.errors import Cancelled, InvalidInput, WaError
-from wa_onboard.core.plan import PlanEvent, StepFinished, StepOutput, StepProgress, StepStarted
 from wa_onboard.core.profile import Profile
 from wa_onboard.core.prompts import server_text
 from wa_onboard.core.results import StepResult, StepStatus
-from wa_onboard.core.setup_progress import SetupProgress
+from wa_onboard.core.setup.plan import PlanEvent, StepFinished, StepOutput, StepProgress, StepStarted
+from wa_onboard.core.setup.progress import SetupProgress
 from wa_onboard.tui import cli_hint
 from wa_onboard.tui.backend import SetupOutcome, StepInfo
 from wa_onboard.tui.widgets import STEP_ICONS, StepRow, TitleBar

@@ -7,13 +7,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from wa_onboard.core import paths, sshfiles, supervisor, tunnelstate
+from wa_onboard.core import paths
 from wa_onboard.core.doctor import sshcmd
 from wa_onboard.core.doctor.context import DoctorContext, command_line
 from wa_onboard.core.doctor.registry import Outcome, Registry, fail, ok, warn
-from wa_onboard.core.engine import INSTALL_SSH_HINT
 from wa_onboard.core.errors import WaError
 from wa_onboard.core.profile import DEFAULT_PROFILE, ProfileStore
+from wa_onboard.core.tunnel import sshfiles, supervisor
+from wa_onboard.core.tunnel import state as tunnelstate
+from wa_onboard.core.tunnel.engines.base import INSTALL_SSH_HINT
 
 
 def ssh_client(ctx: DoctorContext) -> Outcome:
@@ -178,7 +180,7 @@ def _parent(pid: int) -> int | None:
 
 
 def local_port(ctx: DoctorContext) -> Outcome:
-    """The same policy as connect (core.supervisor): a port held by another program is not a fault,
+    """The same policy as connect (core.tunnel.supervisor): a port held by another program is not a fault,
     connect moves to the next free one on its own; only "no free port near it" is."""
     port = ctx.profile.local_port
     live = ctx.live_tunnel()

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import socket
 
-from wa_onboard.core import conda_scripts as cs
-from wa_onboard.core import supervisor
 from wa_onboard.core.doctor import probes
 from wa_onboard.core.doctor.context import DoctorContext
 from wa_onboard.core.doctor.registry import Outcome, Registry, fail, ok, warn
-from wa_onboard.core.engine_openssh import Hop, classify, hops
 from wa_onboard.core.remote import quote
+from wa_onboard.core.setup import conda_scripts as cs
+from wa_onboard.core.tunnel import supervisor
+from wa_onboard.core.tunnel.engines.openssh import Hop, classify, hops
 
 TCP_TIMEOUT = 5.0
 _VPN = "off campus, connect to the campus VPN first"

@@ -31,11 +31,12 @@ from __future__ import annotations
 
 import time
 
-from wa_onboard.core import supervisor, tunnelstate
 from wa_onboard.core.doctor import probes
 from wa_onboard.core.doctor.checks_local import _is_ours
 from wa_onboard.core.doctor.context import DoctorContext
 from wa_onboard.core.doctor.registry import Outcome, Registry, fail, ok, warn
+from wa_onboard.core.tunnel import state as tunnelstate
+from wa_onboard.core.tunnel import supervisor
 
 #: the websocket JupyterLab opens to its server's event bus (jupyter_server 2+); unlike the kernel
 #: channels, its answers carry the ``X-JupyterHub-Version`` stamp of the hub's single-user extension

@@ -13,13 +13,13 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from wa_onboard.core import tunnelstate
 from wa_onboard.core.doctor import facts as facts_mod
 from wa_onboard.core.doctor import sshcmd
 from wa_onboard.core.doctor.registry import CheckFailed
 from wa_onboard.core.errors import WaError
 from wa_onboard.core.profile import DEFAULT_PROFILE, Profile
 from wa_onboard.core.remote import RemoteResult, SubprocessShell
+from wa_onboard.core.tunnel import state as tunnelstate
 
 T = TypeVar("T")
 

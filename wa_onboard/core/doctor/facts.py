@@ -1,6 +1,6 @@
 """Every workstation fact the doctor needs, gathered by ONE bash script in ONE ssh round trip.
 
-The conda and kernel parts are the setup steps' own scripts and parsers (core.conda_scripts), so
+The conda and kernel parts are the setup steps' own scripts and parsers (core.setup.conda_scripts), so
 the doctor and setup agree on what "found", "healthy" and "stale" mean. Their output format
 (``WA key value`` lines, ``WA-BEGIN``/``WA-END`` blocks) is used for the doctor's own parts too,
 and one parser reads it all. Values discovered on the workstation (conda's path, the env's
@@ -16,9 +16,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from wa_onboard.core import conda_scripts as cs
 from wa_onboard.core.profile import Profile
 from wa_onboard.core.remote import quote
+from wa_onboard.core.setup import conda_scripts as cs
 
 #: stands for the env's python in conda_scripts.kernel_status_script; replaced by a bash variable
 _PY_SLOT = "__WA_DOCTOR_PYTHON__"

@@ -1,6 +1,6 @@
 """Network probes from the laptop: TCP + SSH banner, and a websocket handshake through the tunnel.
 Plain sockets, so each answer is exactly what came over the wire. (The hub's health through the
-tunnel and who holds a local port are the supervisor's own probes: core.supervisor, core.tunnelstate.)"""
+tunnel and who holds a local port are the supervisor's own probes: core.tunnel.)"""
 
 from __future__ import annotations
 

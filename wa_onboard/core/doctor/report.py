@@ -10,11 +10,11 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from wa_onboard.core import tunnelstate
 from wa_onboard.core.doctor.registry import LAYERS
 from wa_onboard.core.profile import Profile
 from wa_onboard.core.redact import redact
 from wa_onboard.core.results import CheckResult, CheckStatus
+from wa_onboard.core.tunnel import state as tunnelstate
 
 LOG_LINES = 200
 

@@ -1,4 +1,4 @@
-"""How the doctor calls the OpenSSH client: our own config file and aliases (core.sshfiles), and
+"""How the doctor calls the OpenSSH client: our own config file and aliases (core.tunnel.sshfiles), and
 nothing that could ever prompt a person.
 
 ``-o`` options reach only the final host, never a ProxyJump hop, and the jump hop of a ProxyJump
@@ -17,7 +17,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-from wa_onboard.core import sshfiles
+from wa_onboard.core.tunnel import sshfiles
 
 #: ProxyJump (``-J``) arrived in OpenSSH 7.3
 MIN_VERSION = (7, 3)

@@ -366,7 +366,7 @@ def _speculate(name: str, config: bytes, orders: int, ready: int) -> int:  # pra
     except Exception:  # no ssh on PATH: the supervisor's own login says so, with the fix
         prestarted = None
     try:
-        from wa_onboard.core import supervisor  # the heavy part, while ssh logs in
+        from wa_onboard.core.tunnel import supervisor  # the heavy part, while ssh logs in
 
         got = b""
         while not got.endswith(b"\n"):

@@ -25,11 +25,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from wa_onboard.core import known_hosts, paths, prestart, sshfiles, tunnelstate, validate
-from wa_onboard.core.engine import INSTALL_SSH_HINT, ConnectError, Failure
+from wa_onboard.core import paths, validate
 from wa_onboard.core.profile import DEFAULT_PROFILE, Profile
 from wa_onboard.core.prompts import OTP_WORDS, HostKeyQuestion, Prompter, SecretQuestion, secret_kind
 from wa_onboard.core.remote import RemoteShell, SubprocessShell
+from wa_onboard.core.tunnel import hostkeys as known_hosts
+from wa_onboard.core.tunnel import prestart, sshfiles
+from wa_onboard.core.tunnel import state as tunnelstate
+from wa_onboard.core.tunnel.engines.base import INSTALL_SSH_HINT, ConnectError, Failure
 
 MAX_TRIES = 3
 """Wrong password or code: ask again, at most this many tries in all (then fail: no lockouts)."""

@@ -3,7 +3,7 @@
 Ready means ``GET <base>/hub/health`` through the forward answers 200. While running it probes
 every few seconds; when the path is lost it reconnects with capped exponential backoff and jitter,
 key only (no prompt ever reaches a person), and stops with a clear reason if the server now wants
-a password. The foreground ``connect`` and the detached one (``python -m wa_onboard.core.supervisor``)
+a password. The foreground ``connect`` and the detached one (``python -m wa_onboard.core.tunnel.supervisor``)
 run the same object; states reach the front end through a callback and the state file.
 """
 
@@ -29,12 +29,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from wa_onboard.core import prestart, tunnelstate
-from wa_onboard.core.engine import ConnectError, Engine, Failure
 from wa_onboard.core.profile import DEFAULT_PROFILE, Profile
 from wa_onboard.core.prompts import NoPrompter, Prompter
 from wa_onboard.core.results import TunnelState, TunnelStatus
-from wa_onboard.core.tunnelstate import TunnelRecord
+from wa_onboard.core.tunnel import prestart
+from wa_onboard.core.tunnel import state as tunnelstate
+from wa_onboard.core.tunnel.engines.base import ConnectError, Engine, Failure
+from wa_onboard.core.tunnel.state import TunnelRecord
 
 StatusCallback = Callable[[TunnelStatus], None]
 EngineFactory = Callable[[bool], Engine]
@@ -250,10 +251,10 @@ def make_engine(profile: Profile, profile_name: str, *, reconnecting: bool = Fal
     """The engine the profile names; a reconnect uses a short connect timeout."""
     timeout = RECONNECT_CONNECT_TIMEOUT if reconnecting else None
     if profile.engine == "paramiko":
-        module = importlib.import_module("wa_onboard.core.engine_paramiko")  # paramiko only when chosen
+        module = importlib.import_module("wa_onboard.core.tunnel.engines.paramiko")  # only when chosen
         engine: Engine = module.ParamikoEngine(profile, profile_name, connect_timeout=timeout)
         return engine
-    from wa_onboard.core.engine_openssh import OpenSshEngine
+    from wa_onboard.core.tunnel.engines.openssh import OpenSshEngine
 
     return OpenSshEngine(profile, profile_name, connect_timeout=timeout)
 
@@ -623,12 +624,12 @@ def _reconnecting(record: TunnelRecord) -> str:
 def spawn_detached(
     profile: Profile, profile_name: str, *, explicit_port: bool, ready_fd: int | None = None
 ) -> subprocess.Popen[bytes]:
-    """Start ``python -m wa_onboard.core.supervisor`` in the background, detached from this terminal.
+    """Start ``python -m wa_onboard.core.tunnel.supervisor`` in the background, detached from this terminal.
     ``ready_fd`` (POSIX): the write end of the readiness pipe, handed to the child."""
     argv = [
         sys.executable,
         "-m",
-        "wa_onboard.core.supervisor",
+        "wa_onboard.core.tunnel.supervisor",
         "--profile",
         profile_name,
         "--profile-json",
@@ -712,7 +713,7 @@ def launch_detached(
     file of the caller, flock()s included (setup's own lock once kept "setup is running" true for as
     long as the tunnel ran). It is also refused while other threads run (the TUI, setup with its
     engine's readers): a fork copies only the calling thread, and any lock another thread held stays
-    locked forever. Otherwise, and always on Windows, ``python -m wa_onboard.core.supervisor``."""
+    locked forever. Otherwise, and always on Windows, ``python -m wa_onboard.core.tunnel.supervisor``."""
     if sys.platform == "win32":  # pragma: no cover
         proc = spawn_detached(profile, profile_name, explicit_port=explicit_port)
         return Launched(proc.pid, None, proc)
@@ -1008,7 +1009,7 @@ def _serve(
 
 def _main(argv: Sequence[str] | None = None) -> int:
     """Entry of the spawned background supervisor (Windows, or a caller with threads)."""
-    parser = argparse.ArgumentParser(prog="wa_onboard.core.supervisor", add_help=False)
+    parser = argparse.ArgumentParser(prog="wa_onboard.core.tunnel.supervisor", add_help=False)
     parser.add_argument("--profile", default=DEFAULT_PROFILE)
     parser.add_argument("--profile-json", required=True)
     parser.add_argument("--explicit-port", action="store_true")

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO
 
 from wa_onboard.core import paths
-from wa_onboard.core.prestart import DEFAULT_PROFILE
+from wa_onboard.core.tunnel.prestart import DEFAULT_PROFILE
 
 
 @dataclass(frozen=True)
@@ -228,6 +228,9 @@ def is_our_supervisor(pid: int, profile_name: str) -> bool:
     return supervisor_argv_matches(argv, profile_name)
 
 
+#: the supervisor's ``python -m`` entry, and the name it had before the tunnel became a package (a
+#: tunnel started by the previous version is still ours to see and stop after an upgrade)
+SUPERVISOR_MODULES = frozenset({"wa_onboard.core.tunnel.supervisor", "wa_onboard.core.supervisor"})
 #: the CLI commands whose process holds a profile's lock (``connect``; forked by ``connect --detach``
 #: and ``open``)
 _SUPERVISING_COMMANDS = frozenset({"connect", "open"})
@@ -237,7 +240,7 @@ _PY_OPTIONS_WITH_VALUE = frozenset({"-X", "-W", "-Q"})
 
 def supervisor_argv_matches(argv: list[str], profile_name: str) -> bool:
     """The argv shapes of our supervisors, and only those: a Python interpreter running
-    ``-m wa_onboard.core.supervisor --profile NAME`` (spawned), or our CLI (``-m wa_onboard`` or
+    ``-m wa_onboard.core.tunnel.supervisor --profile NAME`` (spawned), or our CLI (``-m wa_onboard`` or
     the ``wa-onboard`` script) with ``connect``/``open`` for this profile (forked from it)."""
     if not argv or not re.fullmatch(r"python[0-9.]*[a-z]?(\.exe)?", _basename(argv[0]).lower()):
         return False
@@ -248,7 +251,7 @@ def supervisor_argv_matches(argv: list[str], profile_name: str) -> bool:
         return False
     if argv[i] == "-m":
         module, rest = (argv[i + 1] if i + 1 < len(argv) else ""), argv[i + 2 :]
-        if module == "wa_onboard.core.supervisor":
+        if module in SUPERVISOR_MODULES:
             return _profile_of(rest) == profile_name
         if module != "wa_onboard":
             return False

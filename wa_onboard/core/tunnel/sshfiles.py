@@ -18,11 +18,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
-from wa_onboard.core import paths, prestart, validate
-from wa_onboard.core.engine import INSTALL_SSH_HINT
+from wa_onboard.core import paths, validate
 from wa_onboard.core.errors import WaError
 from wa_onboard.core.profile import DEFAULT_PROFILE, Profile
 from wa_onboard.core.prompts import ConfirmQuestion, Prompter
+from wa_onboard.core.tunnel import prestart
+from wa_onboard.core.tunnel.engines.base import INSTALL_SSH_HINT
 
 BACKUP_SUFFIX = ".wa-onboard.bak"
 

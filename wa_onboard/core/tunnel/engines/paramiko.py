@@ -33,12 +33,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import paramiko
 
-from wa_onboard.core import known_hosts, paths
-from wa_onboard.core.engine import ConnectError, Engine, Failure
+from wa_onboard.core import paths
 from wa_onboard.core.errors import Cancelled
 from wa_onboard.core.profile import DEFAULT_PROFILE, Profile
 from wa_onboard.core.prompts import HostKeyQuestion, Prompter, SecretQuestion, secret_kind
 from wa_onboard.core.remote import REMOTE_COMMAND, LineCallback, MarkerParser, RemoteResult, Wrapped, wrap
+from wa_onboard.core.tunnel import hostkeys as known_hosts
+from wa_onboard.core.tunnel.engines.base import ConnectError, Engine, Failure
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from wa_onboard.core import paths, sshfiles
+from wa_onboard.core import paths
+from wa_onboard.core.tunnel import sshfiles
 
 
 def default_path() -> Path:

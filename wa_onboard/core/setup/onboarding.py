@@ -17,15 +17,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from wa_onboard.core import conda_scripts as cs
-from wa_onboard.core import paths, setup_progress, sshfiles, supervisor
-from wa_onboard.core.engine import ConnectError, Engine, Failure
+from wa_onboard.core import paths
 from wa_onboard.core.errors import Cancelled, WaError
-from wa_onboard.core.plan import NotNeeded, Step, StepContext, StepError, run_plan
 from wa_onboard.core.profile import DEFAULT_PROFILE, Profile
 from wa_onboard.core.prompts import ConfirmQuestion, NoPrompter, Prompter
 from wa_onboard.core.remote import RemoteResult, RemoteShell, quote
 from wa_onboard.core.results import StepResult
+from wa_onboard.core.setup import conda_scripts as cs
+from wa_onboard.core.setup import progress as setup_progress
+from wa_onboard.core.setup.plan import NotNeeded, Step, StepContext, StepError, run_plan
+from wa_onboard.core.tunnel import sshfiles, supervisor
+from wa_onboard.core.tunnel.engines.base import ConnectError, Engine, Failure
 
 EngineFactory = Callable[[Profile, str], Engine]
 

@@ -1,0 +1,1 @@
+"""Setup: the plan runner, its steps, the conda scripts."""
