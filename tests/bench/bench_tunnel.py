@@ -55,7 +55,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "lab"))
 
 from lab import Lab  # noqa: E402
-from tunnel_cli import members_own_master  # noqa: E402
+from lab_helpers import members_own_master  # noqa: E402
 
 SINK_PORT, ECHO_PORT = 9100, 9101
 SERVER = r"""
