@@ -24,4 +24,5 @@ fi
 "$venv/bin/ruff" format --check .
 "$venv/bin/mypy"
 "$venv/bin/mypy" --platform win32 wa_onboard/core wa_onboard/commands  # the Windows branches, typed
+"$venv/bin/lint-imports"  # the import rules: [tool.importlinter] in pyproject.toml
 exec "$venv/bin/python" -m pytest "$@"

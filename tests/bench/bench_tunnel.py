@@ -49,13 +49,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "lab"))
 
-from lab import Lab  # noqa: E402
-from tunnel_cli import members_own_master  # noqa: E402
+from lab import Lab, Member  # noqa: E402
+from lab_helpers import members_own_master  # noqa: E402
 
 SINK_PORT, ECHO_PORT = 9100, 9101
 SERVER = r"""
@@ -139,18 +140,274 @@ def bare_start(python: str, env: dict[str, str], runs: int = 15) -> float:
     return statistics.median(times)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--mb", type=int, default=200)
-    ap.add_argument(
-        "--python",
-        choices=("venv", "system"),
-        default="venv",
-        help="run ours from a venv like a member's install (default), or from this system Python",
+@dataclass
+class Bench:
+    """One benchmark run in the lab: the member, both tunnels' settings, and every sample taken."""
+
+    lab: Lab
+    member: Member
+    work: Path
+    env: dict[str, str]
+    python: str
+    plain_cfg: Path
+    results: dict[str, dict[str, list[float]]] = field(default_factory=lambda: {"ours": {}, "plain": {}})
+    ratios: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def wa(self) -> list[str]:
+        return [self.python, "-m", "wa_onboard"]
+
+    @property
+    def daily(self) -> list[str]:
+        """What a member types every day (settings from the profile the first connect saved)."""
+        return [*self.wa, "connect", "--detach", "--no-browser"]
+
+    @property
+    def jump(self) -> str:
+        return f"{self.member.name}@{self.lab.jump_host}"
+
+    def run(
+        self, argv: list[str], extra_env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return self.lab.laptop_run(argv, env={**self.env, **(extra_env or {})}, timeout=120)
+
+    def timed(self, argv: list[str], extra_env: dict[str, str] | None = None) -> float:
+        t = time.perf_counter()
+        r = self.run(argv, extra_env)
+        assert r.returncode == 0, r.stdout + r.stderr
+        return time.perf_counter() - t
+
+    def health(self, port: int) -> list[str]:
+        return [
+            sys.executable,
+            str(self.work / "health.py"),
+            f"http://127.0.0.1:{port}/jupyter/hub/health",
+            "30",
+        ]
+
+    @property
+    def plain_forwards(self) -> list[str]:
+        return [
+            "-L",
+            f"127.0.0.1:19000:localhost:{self.lab.hub_port}",
+            "-L",
+            f"127.0.0.1:19100:localhost:{SINK_PORT}",
+            "-L",
+            f"127.0.0.1:19101:localhost:{ECHO_PORT}",
+        ]
+
+    def disconnect(self) -> None:
+        self.run([*self.wa, "disconnect"])
+
+    def plain_up(self, probe: str = "curl") -> float:
+        t = time.perf_counter()
+        ssh = self.lab.laptop_popen(
+            [
+                "ssh",
+                "-F",
+                str(self.plain_cfg),
+                "-fN",
+                "-o",
+                "ExitOnForwardFailure=yes",
+                "-J",
+                self.jump,
+                *self.plain_forwards,
+                f"{self.member.name}@{self.lab.ws_host}",
+            ],
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        assert ssh.wait(60) == 0
+        if probe == "curl":
+            assert self.run([*CURL, "http://127.0.0.1:19000/jupyter/hub/health"]).returncode == 0
+        else:
+            assert self.run(self.health(19000)).returncode == 0
+        return time.perf_counter() - t
+
+    def plain_down(self) -> None:
+        from wa_onboard.core.tunnel.engines.openssh import our_ssh_processes
+
+        for pid in our_ssh_processes(
+            str(self.plain_cfg), (self.jump, f"{self.member.name}@{self.lab.ws_host}")
+        ):
+            os.kill(pid, 15)  # by pid: only the ssh processes started with this benchmark's own config
+        time.sleep(0.3)
+
+    def add(self, who: str, key: str, value: float) -> None:
+        self.results[who].setdefault(key, []).append(value)
+
+    def pair(self, *keys: str) -> None:
+        """The ratio of this round's two samples per side (the last two of each)."""
+        for key in keys:
+            ours, plain = self.results["ours"][key][-2:], self.results["plain"][key][-2:]
+            self.ratios.setdefault(key, []).append(statistics.mean(ours) / statistics.mean(plain))
+
+
+DATA_PORTS = {"ours": (18100, 18101), "plain": (19100, 19101)}  # (sink, echo) through each tunnel
+
+
+def abba(rnd: int) -> tuple[str, ...]:
+    return ("ours", "plain", "plain", "ours") if rnd % 2 == 0 else ("plain", "ours", "ours", "plain")
+
+
+def set_up(lab: Lab, work: Path, env: dict[str, str], python: str) -> tuple[Bench, subprocess.Popen[bytes]]:
+    """A member with our key authorized, the data server on the workstation, our tunnel up once (the profile
+    saved) with extra forwards to the data server on our masters; plain ssh's config (same key and known_hosts,
+    no sharing). Returns the bench and the data server."""
+    from wa_onboard.core.tunnel import sshfiles
+
+    m = lab.new_member()
+    os.environ["HOME"] = env["HOME"]
+    sshfiles.ensure_key()
+    auth = m.home / ".ssh"
+    auth.mkdir(mode=0o700, exist_ok=True)
+    (auth / "authorized_keys").write_text(sshfiles.public_key_text() + "\n")
+    for p in (auth, auth / "authorized_keys"):
+        os.chown(p, m.uid, m.home.stat().st_gid)
+    server = subprocess.Popen(lab.host_cmd("ws", ["/usr/bin/python3", str(work / "server.py")], m))
+    time.sleep(1)
+    plain_cfg = work / "plain_config"
+    plain_cfg.write_text(
+        f"Host *\n  IdentityFile {sshfiles.paths.key_file()}\n  IdentitiesOnly yes\n"
+        f"  UserKnownHostsFile {sshfiles.known_hosts_path()}\n  StrictHostKeyChecking accept-new\n  BatchMode yes\n"
     )
-    opts = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="wa-bench-"))
+    b = Bench(lab, m, work, env, python, plain_cfg)
+    flags = [
+        "--user",
+        m.name,
+        "--jump",
+        lab.jump_host,
+        "--host",
+        lab.ws_host,
+        "--no-browser",
+        "--remote-port",
+        str(lab.hub_port),
+        "--local-port",
+        "18000",
+    ]
+    assert b.run([*b.wa, "connect", "--detach", "--yes", *flags]).returncode == 0  # saves the profile
+    for local, remote in zip(DATA_PORTS["ours"], (SINK_PORT, ECHO_PORT), strict=True):
+        r = b.run(
+            [
+                "ssh",
+                "-F",
+                str(sshfiles.config_path()),
+                "-O",
+                "forward",
+                "-L",
+                f"127.0.0.1:{local}:localhost:{remote}",
+                "wa-ws",
+            ]
+        )
+        assert r.returncode == 0, r.stderr
+    return b, server
+
+
+def throughput(b: Bench, who: str, mb: int) -> float:
+    """Mbit/s of one bulk download of mb MB through who's tunnel."""
+    out = b.run(
+        [sys.executable, str(b.work / "client.py"), "bulk", str(DATA_PORTS[who][0]), str(mb * 1_000_000)]
+    )
+    assert out.returncode == 0, out.stderr
+    return float(json.loads(out.stdout)["mbps"])
+
+
+def round_trip(b: Bench, who: str) -> float:
+    """Median ms of 500 one-byte round trips through who's tunnel."""
+    rtt = b.run([sys.executable, str(b.work / "client.py"), "rtt", str(DATA_PORTS[who][1]), "500"])
+    assert rtt.returncode == 0, rtt.stderr
+    return float(json.loads(rtt.stdout)["rtt_ms"])
+
+
+def measure_data(b: Bench, rounds: int, mb: int) -> None:
+    """Throughput and round trip, both tunnels up, ABBA per round (each slot: a bulk transfer, then the
+    round trips), after one unrecorded warm-up per side."""
+    for who in DATA_PORTS:
+        throughput(b, who, max(10, mb // 10))
+        round_trip(b, who)
+    for rnd in range(rounds):
+        for who in abba(rnd):
+            b.add(who, "throughput Mbit/s", throughput(b, who, mb))
+            b.add(who, "round trip ms", round_trip(b, who))
+        b.pair("throughput Mbit/s", "round trip ms")
+    b.plain_down()
+    b.disconnect()
+
+
+def measure_connect(b: Bench, rounds: int) -> None:
+    """Connect-to-healthy from cold, ABBA per round after one unrecorded warm-up per side; with each round,
+    plain with a Python probe and ours without the early jump login (core/prestart): what it saves."""
+    b.timed(b.daily)  # warm-up, not recorded
+    b.disconnect()
+    b.plain_up()
+    b.plain_down()
+    for rnd in range(rounds):
+        for who in abba(rnd):
+            if who == "ours":
+                b.add("ours", "connect cold s", b.timed(b.daily))
+                b.disconnect()
+            else:
+                b.add("plain", "connect cold s", b.plain_up())
+                b.plain_down()
+        b.pair("connect cold s")
+        b.add("plain", "plain + python probe s", b.plain_up("python"))
+        b.add("ours", "connect cold, no prestart s", b.timed(b.daily, {"WA_ONBOARD_NO_PRESTART": "1"}))
+        b.disconnect()
+        b.plain_down()
+
+
+def measure_live_master(b: Bench, rounds: int) -> None:
+    """Connect while a live master runs (a member's `ssh wa-ws` through the Include, or setup): it rides it."""
+    for _ in range(rounds):
+        master = b.lab.laptop_popen(members_own_master(), env=b.env)
+        time.sleep(1.5)
+        b.add("ours", "connect with live master s", b.timed(b.daily))
+        b.disconnect()
+        master.terminate()  # SIGTERM: ssh removes its control socket (SIGKILL would leave it stale)
+        master.wait(10)
+
+
+def measure_recovery(b: Bench, rounds: int) -> None:
+    """Seconds until the hub answers again after a 10 s cut of the laptop-jump link."""
+    for who in ("ours", "plain"):
+        for _ in range(max(1, rounds // 2)):
+            if who == "ours":
+                assert b.run(b.daily).returncode == 0
+                port = 18000
+            else:
+                b.plain_up()
+                port = 19000
+            b.lab.link_down("laptop-jump")
+            time.sleep(10)
+            b.lab.link_up("laptop-jump")
+            t = time.perf_counter()
+            ok = b.run([*b.health(port)[:-1], "120"]).returncode == 0
+            b.add(who, "recovery after 10 s cut s", time.perf_counter() - t if ok else float("inf"))
+            b.disconnect() if who == "ours" else b.plain_down()
+
+
+def report(
+    results: dict[str, dict[str, list[float]]], ratios: dict[str, list[float]], starts: dict[str, float]
+) -> None:
+    print(f"{'metric':32} {'ours':>10} {'plain':>10} {'ratio':>7} {'paired':>7}  (medians; n per side)")
+    for key in results["ours"]:
+        ours = statistics.median(results["ours"][key])
+        plain = statistics.median(results["plain"][key]) if key in results["plain"] else float("nan")
+        ratio = ours / plain if plain == plain else float("nan")
+        paired = statistics.median(ratios[key]) if key in ratios else float("nan")
+        n = len(results["ours"][key])
+        print(f"{key:32} {ours:10.3f} {plain:10.3f} {ratio:7.2f} {paired:7.2f}  n={n}")
+    for py, took in starts.items():
+        print(f"bare interpreter start {took * 1000:.0f} ms: {py}")
+    for key in results["plain"].keys() - results["ours"].keys():
+        plain = statistics.median(results["plain"][key])
+        print(f"{key:32} {'':>10} {plain:10.3f}  n={len(results['plain'][key])}")
+
+
+def prepare(work: Path, which: str) -> tuple[dict[str, str], str]:
+    """The laptop's environment and the python that runs ours (see the module docstring)."""
     home = work / "home"
     home.mkdir(mode=0o700)
     env = {
@@ -166,219 +423,39 @@ def main() -> None:
     (work / "health.py").write_text(HEALTH)
     (work / "server.py").write_text(SERVER)
     work.chmod(0o755)  # the data server runs as the member on the workstation
-    python = member_install(work) if opts.python == "venv" else sys.executable
-    if opts.python == "system":
+    python = member_install(work) if which == "venv" else sys.executable
+    if which == "system":
         package = Path(__file__).resolve().parents[2] / "wa_onboard"
         compiled = subprocess.run(
             [sys.executable, "-m", "compileall", "-q", str(package)], env={**os.environ, **env}, check=False
         )
         assert compiled.returncode == 0
+    return env, python
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--mb", type=int, default=200)
+    ap.add_argument(
+        "--python",
+        choices=("venv", "system"),
+        default="venv",
+        help="run ours from a venv like a member's install (default), or from this system Python",
+    )
+    opts = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="wa-bench-"))
+    env, python = prepare(work, opts.python)
     starts = {py: bare_start(py, env) for py in dict.fromkeys((python, sys.executable))}
     with Lab() as lab:
-        m = lab.new_member()
-        os.environ["HOME"] = str(home)
-        from wa_onboard.core.tunnel import sshfiles
-        from wa_onboard.core.tunnel.engines.openssh import our_ssh_processes
-
-        sshfiles.ensure_key()
-        auth = m.home / ".ssh"
-        auth.mkdir(mode=0o700, exist_ok=True)
-        (auth / "authorized_keys").write_text(sshfiles.public_key_text() + "\n")
-        for p in (auth, auth / "authorized_keys"):
-            os.chown(p, m.uid, m.home.stat().st_gid)
-        server = subprocess.Popen(lab.host_cmd("ws", ["/usr/bin/python3", str(work / "server.py")], m))
-        time.sleep(1)
-        wa = [python, "-m", "wa_onboard"]
-        flags = [
-            "--user",
-            m.name,
-            "--jump",
-            lab.jump_host,
-            "--host",
-            lab.ws_host,
-            "--no-browser",
-            "--remote-port",
-            str(lab.hub_port),
-            "--local-port",
-            "18000",
-        ]
-
-        def run(argv: list[str], extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-            return lab.laptop_run(argv, env={**env, **(extra_env or {})}, timeout=120)
-
-        def timed(argv: list[str], extra_env: dict[str, str] | None = None) -> float:
-            t = time.perf_counter()
-            r = run(argv, extra_env)
-            assert r.returncode == 0, r.stdout + r.stderr
-            return time.perf_counter() - t
-
-        def health(port: int) -> list[str]:
-            return [
-                sys.executable,
-                str(work / "health.py"),
-                f"http://127.0.0.1:{port}/jupyter/hub/health",
-                "30",
-            ]
-
-        # plain ssh: same key and known_hosts, no sharing
-        plain_cfg = work / "plain_config"
-        kh = sshfiles.known_hosts_path()
-        plain_cfg.write_text(
-            f"Host *\n  IdentityFile {sshfiles.paths.key_file()}\n  IdentitiesOnly yes\n"
-            f"  UserKnownHostsFile {kh}\n  StrictHostKeyChecking accept-new\n  BatchMode yes\n"
-        )
-        jump = f"{m.name}@{lab.jump_host}"
-        plain_fwd = [
-            "-L",
-            f"127.0.0.1:19000:localhost:{lab.hub_port}",
-            "-L",
-            f"127.0.0.1:19100:localhost:{SINK_PORT}",
-            "-L",
-            f"127.0.0.1:19101:localhost:{ECHO_PORT}",
-        ]
-
-        def plain_up(probe: str = "curl") -> float:
-            t = time.perf_counter()
-            ssh = lab.laptop_popen(
-                [
-                    "ssh",
-                    "-F",
-                    str(plain_cfg),
-                    "-fN",
-                    "-o",
-                    "ExitOnForwardFailure=yes",
-                    "-J",
-                    jump,
-                    *plain_fwd,
-                    f"{m.name}@{lab.ws_host}",
-                ],
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            assert ssh.wait(60) == 0
-            if probe == "curl":
-                assert run([*CURL, "http://127.0.0.1:19000/jupyter/hub/health"]).returncode == 0
-            else:
-                assert run(health(19000)).returncode == 0
-            return time.perf_counter() - t
-
-        def plain_down() -> None:
-            for pid in our_ssh_processes(str(plain_cfg), (jump, f"{m.name}@{lab.ws_host}")):
-                os.kill(pid, 15)  # by pid: only the ssh processes started with this benchmark's own config
-            time.sleep(0.3)
-
-        results: dict[str, dict[str, list[float]]] = {"ours": {}, "plain": {}}
-        ratios: dict[str, list[float]] = {}
-
-        def add(who: str, key: str, value: float) -> None:
-            results[who].setdefault(key, []).append(value)
-
-        def abba(rnd: int) -> tuple[str, ...]:
-            return ("ours", "plain", "plain", "ours") if rnd % 2 == 0 else ("plain", "ours", "ours", "plain")
-
-        def pair(*keys: str) -> None:
-            """The ratio of this round's two samples per side (the last two of each)."""
-            for key in keys:
-                ours, plain = results["ours"][key][-2:], results["plain"][key][-2:]
-                ratios.setdefault(key, []).append(statistics.mean(ours) / statistics.mean(plain))
-
-        assert run([*wa, "connect", "--detach", "--yes", *flags]).returncode == 0  # saves the profile
-        daily = [*wa, "connect", "--detach", "--no-browser"]  # what a member types every day
-        # extra forwards on our masters for the data tests
-        for local, remote in ((18100, SINK_PORT), (18101, ECHO_PORT)):
-            r = run(
-                [
-                    "ssh",
-                    "-F",
-                    str(sshfiles.config_path()),
-                    "-O",
-                    "forward",
-                    "-L",
-                    f"127.0.0.1:{local}:localhost:{remote}",
-                    "wa-ws",
-                ]
-            )
-            assert r.returncode == 0, r.stderr
-        plain_up()
-        ports = {"ours": (18100, 18101), "plain": (19100, 19101)}
-
-        def data(who: str, mb: int, record: bool = True) -> None:
-            sink, echo = ports[who]
-            out = run([sys.executable, str(work / "client.py"), "bulk", str(sink), str(mb * 1_000_000)])
-            assert out.returncode == 0, out.stderr
-            rtt = run([sys.executable, str(work / "client.py"), "rtt", str(echo), "500"])
-            assert rtt.returncode == 0, rtt.stderr
-            if record:
-                add(who, "throughput Mbit/s", json.loads(out.stdout)["mbps"])
-                add(who, "round trip ms", json.loads(rtt.stdout)["rtt_ms"])
-
-        for who in ports:  # warm-up, not recorded
-            data(who, max(10, opts.mb // 10), record=False)
-        for rnd in range(opts.rounds):
-            for who in abba(rnd):
-                data(who, opts.mb)
-            pair("throughput Mbit/s", "round trip ms")
-        plain_down()
-        run([*wa, "disconnect"])
-        timed(daily)  # warm-up, not recorded
-        run([*wa, "disconnect"])
-        plain_up()
-        plain_down()
-        for rnd in range(opts.rounds):
-            for who in abba(rnd):
-                if who == "ours":
-                    add("ours", "connect cold s", timed(daily))
-                    run([*wa, "disconnect"])
-                else:
-                    add("plain", "connect cold s", plain_up())
-                    plain_down()
-            pair("connect cold s")
-            add("plain", "plain + python probe s", plain_up("python"))
-            # the same connect without the early jump login (core/prestart): what it saves
-            add("ours", "connect cold, no prestart s", timed(daily, {"WA_ONBOARD_NO_PRESTART": "1"}))
-            run([*wa, "disconnect"])
-            plain_down()
-        # a live master (from a member's `ssh wa-ws` through the Include, or setup): connect rides it
-        for _ in range(opts.rounds):
-            master = lab.laptop_popen(members_own_master(), env=env)
-            time.sleep(1.5)
-            add("ours", "connect with live master s", timed(daily))
-            run([*wa, "disconnect"])
-            master.terminate()  # SIGTERM: ssh removes its control socket (SIGKILL would leave it stale)
-            master.wait(10)
-        # recovery after a 10 s cut of the laptop-jump link
-        for who in ("ours", "plain"):
-            for _ in range(max(1, opts.rounds // 2)):
-                if who == "ours":
-                    assert run(daily).returncode == 0
-                    port = 18000
-                else:
-                    plain_up()
-                    port = 19000
-                lab.link_down("laptop-jump")
-                time.sleep(10)
-                lab.link_up("laptop-jump")
-                t = time.perf_counter()
-                ok = run([*health(port)[:-1], "120"]).returncode == 0
-                add(who, "recovery after 10 s cut s", time.perf_counter() - t if ok else float("inf"))
-                run([*wa, "disconnect"]) if who == "ours" else plain_down()
+        b, server = set_up(lab, work, env, python)
+        b.plain_up()
+        measure_data(b, opts.rounds, opts.mb)
+        measure_connect(b, opts.rounds)
+        measure_live_master(b, opts.rounds)
+        measure_recovery(b, opts.rounds)
         server.kill()
-
-    print(f"{'metric':32} {'ours':>10} {'plain':>10} {'ratio':>7} {'paired':>7}  (medians; n per side)")
-    for key in results["ours"]:
-        ours = statistics.median(results["ours"][key])
-        plain = statistics.median(results["plain"][key]) if key in results["plain"] else float("nan")
-        ratio = ours / plain if plain == plain else float("nan")
-        paired = statistics.median(ratios[key]) if key in ratios else float("nan")
-        n = len(results["ours"][key])
-        print(f"{key:32} {ours:10.3f} {plain:10.3f} {ratio:7.2f} {paired:7.2f}  n={n}")
-    for py, took in starts.items():
-        print(f"bare interpreter start {took * 1000:.0f} ms: {py}")
-    for key in results["plain"].keys() - results["ours"].keys():
-        plain = statistics.median(results["plain"][key])
-        print(f"{key:32} {'':>10} {plain:10.3f}  n={len(results['plain'][key])}")
+    report(b.results, b.ratios, starts)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ import json
 import os
 import re
 import signal
-import sys
 import termios
 import time
 from collections.abc import Iterator
@@ -23,21 +22,28 @@ from typing import Any
 import pexpect
 import pytest
 from lab import Lab, Member
-from test_tunnel_openssh import authorize_key, laptop_get, our_processes, profile_values
-from test_tunnel_paramiko import launch
-from tunnel_cli import connect_args
+from lab_helpers import (
+    NOTHING_LEFT,
+    STOP_WAIT,
+    authorize_key,
+    connect_args,
+    laptop_get,
+    launch,
+    leftovers,
+    wa,
+    wa_argv,
+)
+from test_tunnel_openssh import profile_values
 
 from wa_onboard.core.tunnel import sshfiles
 from wa_onboard.core.tunnel import state as tunnelstate
 from wa_onboard.core.tunnel.engines.openssh import our_ssh_processes
 
 PORT = 18010
-STOP_WAIT = 30.0
-"""Seconds the stopped command may take to exit before the test fails (a bound, not a speed claim)."""
 
 
 def laptop_cli(lab: Lab, home: Path, *args: str) -> Any:
-    return lab.laptop_run([sys.executable, "-m", "wa_onboard", *args], env={"HOME": str(home)}, timeout=120)
+    return wa(lab, home, *args)
 
 
 @pytest.fixture
@@ -46,7 +52,7 @@ def terminal(lab: Lab, laptop_home: Path) -> Iterator[Any]:
     started: list[pexpect.spawn] = []
 
     def start(*args: str) -> pexpect.spawn:
-        argv = lab.laptop_cmd([sys.executable, "-m", "wa_onboard", *args])
+        argv = lab.laptop_cmd(wa_argv(*args))
         env = {k: v for k, v in os.environ.items() if k not in ("SSH_AUTH_SOCK", "SSH_AGENT_PID")}
         child = pexpect.spawn(
             argv[0], argv[1:], env={**env, "HOME": str(laptop_home)}, encoding="utf-8", timeout=90
@@ -60,21 +66,6 @@ def terminal(lab: Lab, laptop_home: Path) -> Iterator[Any]:
             child.kill(signal.SIGKILL)
         child.close(force=True)
     laptop_cli(lab, laptop_home, "disconnect")
-
-
-def leftovers(lab: Lab, home: Path, port: int = PORT) -> dict[str, Any]:
-    """Everything a stopped tunnel must not leave behind (the test's HOME is the laptop's)."""
-    names = sshfiles.aliases()
-    return {
-        "ssh": our_ssh_processes(str(sshfiles.config_path()), (names.jump, names.ws)),
-        "processes": our_processes(lab, home),
-        "listening": lab.laptop_run(["ss", "-Hltn", f"sport = :{port}"]).stdout.strip(),
-        "state_file": tunnelstate.state_file("default").exists(),
-        "lock_held": tunnelstate.lock_is_held("default"),
-    }
-
-
-NOTHING_LEFT = {"ssh": [], "processes": [], "listening": "", "state_file": False, "lock_held": False}
 
 
 @pytest.mark.parametrize("engine", ["openssh", "paramiko"])
@@ -120,7 +111,7 @@ def test_foreground_connect_stops_clean(
     child.close()
     assert child.exitstatus == exit_code, (child.exitstatus, child.signalstatus, child.before)
 
-    assert leftovers(lab, laptop_home) == NOTHING_LEFT
+    assert leftovers(lab, laptop_home, PORT) == NOTHING_LEFT
     assert laptop_get(lab, PORT) == 0
     down = laptop_cli(lab, laptop_home, "status")
     assert down.returncode == 1 and down.stdout.startswith("not connected"), down.stdout
@@ -193,10 +184,10 @@ def test_a_killed_background_tunnel_takes_its_ssh_along(
 
     os.kill(record.pid, signal.SIGKILL)
     deadline = time.monotonic() + STOP_WAIT
-    left = leftovers(lab, laptop_home)
+    left = leftovers(lab, laptop_home, PORT)
     while time.monotonic() < deadline and (left["ssh"] or left["listening"] or left["lock_held"]):
         time.sleep(0.2)
-        left = leftovers(lab, laptop_home)
+        left = leftovers(lab, laptop_home, PORT)
     assert {**left, "state_file": False} == NOTHING_LEFT  # the state file stays: nobody removed it
     down = laptop_cli(lab, laptop_home, "status")
     assert down.returncode == 1 and down.stdout.startswith("not connected"), down.stdout
@@ -207,4 +198,4 @@ def test_a_killed_background_tunnel_takes_its_ssh_along(
     assert again.returncode == 0, again.stderr
     assert laptop_get(lab, PORT) == 200
     assert laptop_cli(lab, laptop_home, "disconnect").returncode == 0
-    assert leftovers(lab, laptop_home) == NOTHING_LEFT
+    assert leftovers(lab, laptop_home, PORT) == NOTHING_LEFT

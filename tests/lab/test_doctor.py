@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from lab import Lab, Member, totp
+from lab_helpers import wa
 
 LAYERS = ("local", "network", "ssh", "workstation", "tunnel")
 
@@ -36,7 +37,7 @@ class Onboarded:
 
 
 def cli(lab: Lab, who: Onboarded, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return lab.laptop_run([sys.executable, "-m", "wa_onboard", *args], env=who.env, timeout=timeout)
+    return wa(lab, who.home, *args, env=who.env, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

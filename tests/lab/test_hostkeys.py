@@ -13,17 +13,23 @@ import json
 import os
 import shlex
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from lab import Lab, Member
-from test_tunnel_openssh import DRIVER as OPENSSH_DRIVER
-from test_tunnel_openssh import laptop_get
-from test_tunnel_paramiko import DRIVER as PARAMIKO_DRIVER
-from test_tunnel_paramiko import Driver, host_questions, known_hosts_file, launch, place_key
-from tunnel_cli import connect_args
+from lab_helpers import (
+    OPENSSH_DRIVER,
+    PARAMIKO_DRIVER,
+    Driver,
+    connect_args,
+    host_questions,
+    known_hosts_file,
+    laptop_get,
+    launch,
+    place_key,
+    wa,
+)
 
 DRIVERS = {"paramiko": PARAMIKO_DRIVER, "openssh": OPENSSH_DRIVER}
 
@@ -151,17 +157,12 @@ def test_the_tunnel_comes_up_from_a_home_with_a_space(lab: Lab, member: Member, 
     place_key(home, member)
     trust_lab_keys(lab, home)
 
-    def wa(*args: str) -> subprocess.CompletedProcess[str]:
-        return lab.laptop_run(
-            [sys.executable, "-m", "wa_onboard", *args], env={"HOME": str(home)}, timeout=120
-        )
-
     try:
-        up = wa(*connect_args(lab, member, "--detach", "--local-port", "18040"))
+        up = wa(lab, home, *connect_args(lab, member, "--detach", "--local-port", "18040"))
         assert up.returncode == 0, up.stderr
-        state = json.loads(wa("status", "--json").stdout)
+        state = json.loads(wa(lab, home, "status", "--json").stdout)
         assert state["connected"], state
         assert laptop_get(lab, state["local_port"]) == 200
     finally:
-        wa("disconnect")
+        wa(lab, home, "disconnect")
     assert f"Accepted publickey for {member.name}" in lab.sshd_log("ws")

@@ -9,16 +9,13 @@ the command line means no early login at all; ``WA_ONBOARD_NO_PRESTART`` turns i
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from lab import Lab, Member
-from test_connect_foreground import NOTHING_LEFT, STOP_WAIT, leftovers
-from test_tunnel_openssh import authorize_key, laptop_get
-from tunnel_cli import connect_args
+from lab_helpers import NOTHING_LEFT, STOP_WAIT, authorize_key, connect_args, laptop_get, leftovers, wa
 
 from wa_onboard.core import paths
 from wa_onboard.core.tunnel import prestart, sshfiles
@@ -30,9 +27,7 @@ ADOPTED = "the jump host's login started at launch (prestart), and its master wa
 
 
 def cli(lab: Lab, home: Path, *args: str, env: dict[str, str] | None = None) -> Any:
-    return lab.laptop_run(
-        [sys.executable, "-m", "wa_onboard", *args], env={"HOME": str(home), **(env or {})}, timeout=120
-    )
+    return wa(lab, home, *args, env=env)
 
 
 def connect(lab: Lab, member: Member, home: Path, *extra: str) -> Any:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import re
 import shutil
 import stat
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from pathlib import Path
 import pytest
 import tui_keys
 from lab import Lab, Member
+from lab_helpers import wa, wa_argv
 from test_tui_wizard import Pane
 
 from wa_onboard.core.profile import Profile, ProfileStore
@@ -140,12 +140,12 @@ class World:
     def app(self, *args: str) -> AppPane:
         for old in self.panes:
             old.close()
-        pane = AppPane(self.lab.laptop_cmd([sys.executable, "-m", "wa_onboard", *args]), self.env())
+        pane = AppPane(self.lab.laptop_cmd(wa_argv(*args)), self.env())
         self.panes.append(pane)
         return pane
 
     def cli(self, *args: str, timeout: float = 120) -> tuple[int, str]:
-        r = self.lab.laptop_run([sys.executable, "-m", "wa_onboard", *args], env=self.env(), timeout=timeout)
+        r = wa(self.lab, self.home, *args, env=self.env(), timeout=timeout)
         return r.returncode, r.stdout + r.stderr
 
     def browser_urls(self) -> list[str]:

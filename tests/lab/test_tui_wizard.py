@@ -12,13 +12,13 @@ import os
 import shlex
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from lab import Lab, Member
+from lab_helpers import wa_argv
 
 from wa_onboard.core.profile import Profile, ProfileStore
 
@@ -106,7 +106,7 @@ def start_wizard(
         "TERM": "xterm-256color",
         "WA_ONBOARD_CONFIG": str(config),
     }
-    pane = pane_factory(lab.laptop_cmd([sys.executable, "-m", "wa_onboard"]), env)
+    pane = pane_factory(lab.laptop_cmd(wa_argv()), env)
 
     pane.wait_for("Welcome!", timeout=30)
     pane.keys("Enter")
@@ -218,7 +218,7 @@ def test_a_cancelled_first_run_says_how_to_resume_and_the_next_start_resumes_it(
         "TERM": "xterm-256color",
         "WA_ONBOARD_CONFIG": str(config),
     }
-    again = pane_factory(lab.laptop_cmd([sys.executable, "-m", "wa_onboard"]), env)
+    again = pane_factory(lab.laptop_cmd(wa_argv()), env)
     again.wait_for("Setup did not finish", "○ down", timeout=30)
     assert "Setup did not finish" in again.screen(), again.screen()
     again.keys("Enter")

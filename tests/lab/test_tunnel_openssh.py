@@ -17,10 +17,19 @@ from typing import Any
 
 import pytest
 from lab import Lab, Member
-from test_tunnel_paramiko import Driver
-from tunnel_cli import connect_args, members_own_master
+from lab_helpers import OPENSSH_DRIVER as DRIVER
+from lab_helpers import (
+    Driver,
+    authorize_key,
+    connect_args,
+    laptop_get,
+    launch,
+    members_own_master,
+    our_processes,
+    secret_questions,
+    wa,
+)
 
-DRIVER = Path(__file__).resolve().parent / "openssh_driver.py"
 PORT = 18000
 
 
@@ -37,31 +46,12 @@ def profile_values(lab: Lab, member: Member, **extra: Any) -> dict[str, Any]:
     }
 
 
-def authorize_key(home: Path, member: Member, monkeypatch: pytest.MonkeyPatch) -> None:
-    """What setup will do: make the program's key in the laptop HOME (the product's own ensure_key) and put
-    it in the member's authorized_keys on the shared home (as root: chown to the member, 0600)."""
-    from wa_onboard.core.tunnel import sshfiles
-
-    monkeypatch.setenv("HOME", str(home))
-    sshfiles.ensure_key()
-    auth_dir = member.home / ".ssh"
-    auth_dir.mkdir(mode=0o700, exist_ok=True)
-    auth = auth_dir / "authorized_keys"
-    auth.write_text(sshfiles.public_key_text() + "\n")
-    gid = member.home.stat().st_gid
-    for p in (auth_dir, auth):
-        os.chown(p, member.uid, gid)
-    auth.chmod(0o600)
-
-
 @pytest.fixture
 def cli(lab: Lab, laptop_home: Path) -> Iterator[Any]:
     """Run ``wa-onboard ARGS`` on the laptop; at the end, stop whatever the test left running."""
 
     def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return lab.laptop_run(
-            [sys.executable, "-m", "wa_onboard", *args], env={"HOME": str(laptop_home)}, timeout=timeout
-        )
+        return wa(lab, laptop_home, *args, timeout=timeout)
 
     yield run
     run("disconnect", timeout=60)
@@ -69,33 +59,20 @@ def cli(lab: Lab, laptop_home: Path) -> Iterator[Any]:
 
 @pytest.fixture
 def drive(lab: Lab, laptop_home: Path) -> Iterator[Any]:
-    procs: list[subprocess.Popen[str]] = []
+    started: list[Driver] = []
 
     def start(member: Member, answers: list[Any], trust: bool = True) -> Driver:
-        proc = lab.laptop_popen(
-            [sys.executable, str(DRIVER)],
-            env={"HOME": str(laptop_home), "PYTHONPATH": str(DRIVER.parent)},
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        procs.append(proc)
-        assert proc.stdin
         setup = {"profile": profile_values(lab, member), "answers": answers, "trust": trust}
-        proc.stdin.write(json.dumps(setup) + "\n")
-        proc.stdin.flush()
-        return Driver(proc)
+        started.append(launch(lab, laptop_home, DRIVER, setup))
+        return started[-1]
 
     yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
+    for d in started:
+        d.stop()
 
 
 def secrets_asked(d: Driver) -> list[dict[str, Any]]:
-    return [q for q in d.questions() if q["type"] == "secret"]
+    return secret_questions(d.questions())
 
 
 def connect(cli: Any, lab: Lab, member: Member, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -105,38 +82,6 @@ def connect(cli: Any, lab: Lab, member: Member, *extra: str) -> subprocess.Compl
 def status(cli: Any) -> dict[str, Any]:
     result: dict[str, Any] = json.loads(cli("status", "--json").stdout)
     return result
-
-
-def laptop_get(lab: Lab, port: int, path: str = "/jupyter/hub/health") -> int:
-    code = (
-        "import sys,urllib.request,urllib.error\n"
-        "o=urllib.request.build_opener(urllib.request.ProxyHandler({}))\n"
-        f"try: print(o.open('http://127.0.0.1:{port}{path}', timeout=5).status)\n"
-        "except urllib.error.HTTPError as e: print(e.code)\n"
-        "except Exception as e: print(0)\n"
-    )
-    return int(lab.laptop_run([sys.executable, "-c", code]).stdout.strip() or 0)
-
-
-def _home_of(pid: str) -> str:
-    try:
-        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    except OSError:
-        return ""
-    return next((v[5:].decode() for v in environ if v.startswith(b"HOME=")), "")
-
-
-def our_processes(lab: Lab, home: Path) -> list[str]:
-    """ssh or supervisor processes of this laptop HOME still running anywhere (a supervisor forked
-    by ``connect --detach`` keeps the CLI's command line, so its HOME tells it apart)."""
-    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-    return [
-        ln
-        for ln in out.splitlines()
-        if str(home) in ln
-        or "wa_onboard.core.tunnel.supervisor" in ln
-        or ("wa_onboard" in ln and _home_of(ln.split()[0]) == str(home))
-    ]
 
 
 # ---------------------------------------------------------------------------------------------- logins

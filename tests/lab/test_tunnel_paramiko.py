@@ -7,9 +7,7 @@ talks to it one JSON line at a time (see the driver's docstring).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -17,42 +15,19 @@ from typing import Any
 
 import pytest
 from lab import Lab, Member
-from tunnel_cli import connect_args
-
-DRIVER = Path(__file__).resolve().parent / "paramiko_driver.py"
-
-
-class Driver:
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
-        self.proc = proc
-
-    def __call__(self, do: str, **args: Any) -> dict[str, Any]:
-        assert self.proc.stdin and self.proc.stdout
-        self.proc.stdin.write(json.dumps({"do": do, **args}) + "\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        assert line, f"driver died: {self.proc.stderr.read() if self.proc.stderr else ''}"
-        reply: dict[str, Any] = json.loads(line)
-        return reply
-
-    def questions(self) -> list[dict[str, Any]]:
-        return list(self("questions")["questions"])
-
-
-def launch(lab: Lab, home: Path, driver: Path, setup: dict[str, Any]) -> Driver:
-    """Start a driver script on the laptop (HOME = home) and hand it its first line."""
-    proc = lab.laptop_popen(
-        [sys.executable, str(driver)],
-        env={"HOME": str(home), "PYTHONPATH": str(driver.parent)},
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdin
-    proc.stdin.write(json.dumps(setup) + "\n")
-    proc.stdin.flush()
-    return Driver(proc)
+from lab_helpers import (
+    PARAMIKO_DRIVER as DRIVER,
+)
+from lab_helpers import (
+    Driver,
+    connect_args,
+    host_questions,
+    known_hosts_file,
+    launch,
+    place_key,
+    secret_questions,
+    wa,
+)
 
 
 @pytest.fixture
@@ -76,36 +51,7 @@ def drive(lab: Lab, laptop_home: Path) -> Iterator[Any]:
 
     yield start
     for d in started:
-        if d.proc.poll() is None:
-            d.proc.kill()
-        d.proc.wait(10)
-
-
-def place_key(home: Path, member: Member) -> None:
-    """Make the program's key in the laptop HOME and authorize it for the member (as root, as a fixture would)."""
-    ssh = home / ".ssh"
-    ssh.mkdir(mode=0o700, exist_ok=True)
-    key = ssh / "wa_onboard_ed25519"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "lab", "-f", str(key)], check=True)
-    auth_dir = member.home / ".ssh"
-    auth_dir.mkdir(mode=0o700, exist_ok=True)
-    auth = auth_dir / "authorized_keys"
-    auth.write_text(Path(f"{key}.pub").read_text())
-    for p in (auth_dir, auth):
-        os.chown(p, member.uid, member.home.stat().st_gid)
-    auth.chmod(0o600)
-
-
-def known_hosts_file(home: Path) -> Path:
-    return home / ".ssh" / "wa-onboard" / "known_hosts"
-
-
-def host_questions(questions: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [q for q in questions if q["type"] == "host-key"]
-
-
-def secret_questions(questions: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [q for q in questions if q["type"] == "secret"]
+        d.stop()
 
 
 def test_key_login_scripts_forward_and_clean_close(
@@ -322,9 +268,7 @@ def test_connect_status_disconnect_with_the_paramiko_engine(
     place_key(laptop_home, member)
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return lab.laptop_run(
-            [sys.executable, "-m", "wa_onboard", *args], env={"HOME": str(laptop_home)}, timeout=120
-        )
+        return wa(lab, laptop_home, *args)
 
     try:
         up = cli(*connect_args(lab, member, "--detach", "--local-port", "18001", engine="paramiko"))

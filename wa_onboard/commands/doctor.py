@@ -12,7 +12,7 @@ from wa_onboard import __version__
 from wa_onboard.core.results import CheckResult, CheckStatus
 
 if TYPE_CHECKING:
-    from wa_onboard.cli import CommandContext
+    from wa_onboard.context import CommandContext
     from wa_onboard.core.doctor import DoctorRun
 
 #: the --json contract (tests/unit/test_doctor_contract.py pins it)

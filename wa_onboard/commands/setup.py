@@ -24,7 +24,7 @@ from wa_onboard.core.setup.plan import (
 )
 
 if TYPE_CHECKING:
-    from wa_onboard.cli import CommandContext
+    from wa_onboard.context import CommandContext
 
 _MARK = {StepStatus.DONE: "done", StepStatus.SKIPPED: "ok", StepStatus.FAILED: "FAILED"}
 

@@ -21,7 +21,7 @@ from wa_onboard.core.tunnel import supervisor as sup
 from wa_onboard.core.tunnel.engines.base import ConnectError, Failure
 
 if TYPE_CHECKING:
-    from wa_onboard.cli import CommandContext
+    from wa_onboard.context import CommandContext
 
 EXIT_INTERRUPTED = 130
 

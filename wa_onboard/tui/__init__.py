@@ -9,7 +9,7 @@ from wa_onboard.core.errors import WaError
 from wa_onboard.core.profile import DEFAULT_PROFILE, Profile
 
 if TYPE_CHECKING:
-    from wa_onboard.cli import CommandContext
+    from wa_onboard.context import CommandContext
     from wa_onboard.tui.app import WaApp
 
 
