@@ -94,7 +94,7 @@ def test_only_the_master_login_would_start_is_adopted(home: Path) -> None:
     profile = Profile(user="bbadger")
     sshfiles.write_config(profile)
     as_read = sshfiles.config_path().read_bytes()
-    early = prestart.Prestarted(None, sshcmd.new_marker(), "wa-jump", as_read)
+    early = sshcmd.Prestarted(None, sshcmd.new_marker(), "wa-jump", as_read)
     engine = OpenSshEngine(profile)
     assert engine._can_adopt(early, interactive=False)
     assert not engine._can_adopt(early, interactive=True)  # setup's login may prompt: a new master

@@ -32,27 +32,12 @@ import sys
 from wa_onboard.core import places
 from wa_onboard.core.places import DEFAULT_PROFILE
 from wa_onboard.core.tunnel import sshcmd
+from wa_onboard.core.tunnel.sshcmd import Prestarted as Prestarted  # the supervisor adopts it
 
 TYPE_CHECKING = False  # typing and dataclasses cost ~15 ms to import here: this module runs first
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
-
-
-class Prestarted:
-    """A jump master started before its supervisor knew its profile: the pexpect child, what it
-    prints when logged in, its alias, and our ssh_config as ssh read it (the master is adopted only
-    if the file is still the same)."""
-
-    def __init__(self, child: Any, marker: str, alias: str, config: bytes) -> None:
-        self.child = child
-        self.marker = marker
-        self.alias = alias
-        self.config = config
-
-    def discard(self) -> None:
-        if self.child.isalive():
-            self.child.close(force=True)
 
 
 # --- background processes (here, because this module runs before anything heavy is loaded) --------

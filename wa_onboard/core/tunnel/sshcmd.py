@@ -1,7 +1,8 @@
 """Every ssh command line wa-onboard runs, and the environment it runs in: built here and nowhere else.
 
 Who runs which: the early login (tunnel/prestart) and the OpenSSH engine start control masters
-(:func:`master_argv`, :func:`login_env`); the engine talks to them (:func:`control_argv`), runs shells on
+(:func:`master_argv`, :func:`login_env`, :func:`spawn_master`; the early one is handed over as a
+:class:`Prestarted`); the engine talks to them (:func:`control_argv`), runs shells on
 them (:func:`shell_argv`) and proves the key (:func:`key_check_argv`); our ssh_config's ProxyCommand and
 the doctor's quiet logins (:func:`quiet_argv`, :func:`quiet_env`) replace ProxyJump
 (:func:`proxy_command`). Each function returns the argv word for word as ssh gets it.
@@ -110,6 +111,22 @@ def spawn_master(argv: list[str]) -> Any:
         dimensions=(24, 500),
         echo=False,
     )
+
+
+class Prestarted:
+    """A jump master started before its supervisor knew its profile: the pexpect child, what it
+    prints when logged in, its alias, and our ssh_config as ssh read it (the master is adopted only
+    if the file is still the same)."""
+
+    def __init__(self, child: Any, marker: str, alias: str, config: bytes) -> None:
+        self.child = child
+        self.marker = marker
+        self.alias = alias
+        self.config = config
+
+    def discard(self) -> None:
+        if self.child.isalive():
+            self.child.close(force=True)
 
 
 # --- the workstation's ProxyCommand, and the doctor's quiet logins ------------------------------------

@@ -21,7 +21,7 @@ from pathlib import Path, PurePath
 from wa_onboard.core import paths, validate
 from wa_onboard.core.errors import WaError
 from wa_onboard.core.profile import DEFAULT_PROFILE, Profile
-from wa_onboard.core.prompts import ConfirmQuestion, Prompter
+from wa_onboard.core.prompts import MAX_TRIES, ConfirmQuestion, Prompter
 from wa_onboard.core.tunnel import sshcmd
 from wa_onboard.core.tunnel.sshcmd import INSTALL_SSH_HINT
 
@@ -130,7 +130,7 @@ def _block(alias: str, host: str, port: int, user: str, jump_alias: str | None) 
         "    CheckHostIP no",
         "    UpdateHostKeys no",
         "    PreferredAuthentications publickey,keyboard-interactive,password",
-        "    NumberOfPasswordPrompts 3",
+        f"    NumberOfPasswordPrompts {MAX_TRIES}",  # ssh asks no more often than we allow
         "    ConnectTimeout 10",
         "    ServerAliveInterval 15",
         "    ServerAliveCountMax 3",

@@ -24,7 +24,7 @@ from wa_onboard.core.tunnel.sshcmd import INSTALL_SSH_HINT as INSTALL_SSH_HINT
 
 if TYPE_CHECKING:
     from wa_onboard.core.profile import Profile
-    from wa_onboard.core.tunnel.prestart import Prestarted
+    from wa_onboard.core.tunnel.sshcmd import Prestarted
 
 
 class Failure(str, enum.Enum):

@@ -28,7 +28,7 @@ from wa_onboard.core import paths, validate
 from wa_onboard.core.profile import DEFAULT_PROFILE, Profile
 from wa_onboard.core.prompts import Prompter
 from wa_onboard.core.remote import RemoteShell, SubprocessShell
-from wa_onboard.core.tunnel import prestart, sshcmd, sshfiles
+from wa_onboard.core.tunnel import sshcmd, sshfiles
 from wa_onboard.core.tunnel import state as tunnelstate
 from wa_onboard.core.tunnel.engines import transcript
 from wa_onboard.core.tunnel.engines.base import INSTALL_SSH_HINT, ConnectError, Engine, Failure, Hop, hops
@@ -69,7 +69,7 @@ class OpenSshEngine(Engine):
         """How long ssh may stay silent during login (waiting on a person does not count)."""
         self.jump_hop, self.ws_hop = hops(profile, profile_name)
         self._masters: dict[str, _Master] = {}
-        self._prestarted: prestart.Prestarted | None = None
+        self._prestarted: sshcmd.Prestarted | None = None
         self._reused: set[str] = set()
         """Roles of the masters login() found running (a tunnel's, a member's) rather than started."""
         self._forwards: list[str] = []
@@ -179,13 +179,13 @@ class OpenSshEngine(Engine):
         )
         return sshcmd.spawn_master(argv)
 
-    def adopt(self, prestarted: prestart.Prestarted) -> bool:
+    def adopt(self, prestarted: sshcmd.Prestarted) -> bool:
         """Take over a jump master started before the supervisor knew its profile (core/prestart);
         login() uses it if it is what login would have started, and stops it otherwise."""
         self._prestarted = prestarted
         return True
 
-    def _can_adopt(self, early: prestart.Prestarted, interactive: bool) -> bool:
+    def _can_adopt(self, early: sshcmd.Prestarted, interactive: bool) -> bool:
         """The prestarted master is the one login would start: same alias, key only, no custom
         timeout, and our ssh_config still byte for byte what it read."""
         try:
@@ -201,7 +201,7 @@ class OpenSshEngine(Engine):
         prompter: Prompter,
         interactive: bool,
         extra: list[str],
-        early: prestart.Prestarted | None = None,
+        early: sshcmd.Prestarted | None = None,
     ) -> None:
         if early is not None:
             child, marker = early.child, early.marker
