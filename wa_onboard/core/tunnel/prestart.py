@@ -39,6 +39,10 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
+    Serve = Callable[[bytes, str, int, Prestarted | None], int]
+    """The supervisor's side: given the CLI's orders, the profile name, the readiness pipe and the
+    early master, run the tunnel; its exit code."""
+
 
 # --- background processes (here, because this module runs before anything heavy is loaded) --------
 
@@ -168,8 +172,10 @@ def _worth_it(profile_name: str) -> bytes | None:
     return config
 
 
-def maybe_start(argv: list[str]) -> None:
-    """Called first thing by the entry point; returns at once in the parent (the CLI)."""
+def maybe_start(argv: list[str], load: Callable[[], Serve]) -> None:
+    """Called first thing by the entry point; returns at once in the parent (the CLI). ``load`` imports
+    the supervisor (the heavy part, run while ssh logs in) and returns what serves the orders: the
+    entry point names it, so this module never imports the supervisor, which imports it."""
     global _pending
     if sys.platform == "win32" or not hasattr(os, "fork") or os.environ.get("WA_ONBOARD_NO_PRESTART"):
         return
@@ -179,7 +185,7 @@ def maybe_start(argv: list[str]) -> None:
         return
     orders_r, orders_w = os.pipe()
     ready_r, ready_w = os.pipe()
-    fork_daemon(lambda: _speculate(name, config, orders_r, ready_w), (orders_w, ready_r))
+    fork_daemon(lambda: _speculate(name, config, orders_r, ready_w, load), (orders_w, ready_r))
     os.close(orders_r)
     os.close(ready_w)
     _pending = _Pending(name, orders_w, ready_r)
@@ -212,7 +218,9 @@ def take(profile_name: str, profile: dict[str, Any], explicit_port: bool) -> int
 # --- the speculative supervisor ------------------------------------------------------------------
 
 
-def _speculate(name: str, config: bytes, orders: int, ready: int) -> int:  # pragma: no cover
+def _speculate(
+    name: str, config: bytes, orders: int, ready: int, load: Callable[[], Serve]
+) -> int:  # pragma: no cover
     """Start the jump master, import the rest while it logs in, wait for orders, then serve."""
     os.write(ready, f"{os.getpid()}\n".encode("ascii"))
     detach_stdio()
@@ -225,8 +233,7 @@ def _speculate(name: str, config: bytes, orders: int, ready: int) -> int:  # pra
     except Exception:  # no ssh on PATH: the supervisor's own login says so, with the fix
         prestarted = None
     try:
-        from wa_onboard.core.tunnel import supervisor  # the heavy part, while ssh logs in
-
+        serve = load()  # the heavy part, while ssh logs in
         got = b""
         while not got.endswith(b"\n"):
             chunk = os.read(orders, 65536)
@@ -234,7 +241,7 @@ def _speculate(name: str, config: bytes, orders: int, ready: int) -> int:  # pra
                 return 0  # the CLI ended without handing over: nothing to do
             got += chunk
         os.close(orders)
-        return supervisor.serve_prestarted(got, name, ready, prestarted)
+        return serve(got, name, ready, prestarted)
     finally:
         if prestarted is not None:
             prestarted.discard()  # unless adopted (then the engine owns it, and it is long gone here)
