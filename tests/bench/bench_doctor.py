@@ -29,7 +29,8 @@ from lab import Lab  # noqa: E402
 MEASURE = r"""
 import json, sys, time
 from wa_onboard.core.doctor import run_doctor
-from wa_onboard.core.doctor import facts, sshcmd
+from wa_onboard.core.doctor import facts
+from wa_onboard.core.tunnel import sshclient, sshcmd
 from wa_onboard.core.doctor.context import DoctorContext
 from wa_onboard.core.profile import ProfileStore
 from wa_onboard.core.remote import SubprocessShell
@@ -46,7 +47,7 @@ for _ in range(rounds):
 
     ctx = DoctorContext()
     ctx.set_profile(profile)
-    assert sshcmd.master_alive("default"), "no live control master"
+    assert sshclient.master_alive("default"), "no live control master"
     t = time.perf_counter()
     shared = ctx.workstation_run(fresh=False)
     out["shared"].append(time.perf_counter() - t)
@@ -54,7 +55,7 @@ for _ in range(rounds):
 
     total = 0.0
     for check_id, parts in facts.NEEDS.items():
-        shell = SubprocessShell(sshcmd.ssh_argv("default", "ws", fresh=True), env=sshcmd.quiet_env())
+        shell = SubprocessShell(sshclient.ssh_argv("default", "ws", fresh=True), env=sshcmd.quiet_env())
         t = time.perf_counter()
         r = shell.run(facts.script(profile, parts))
         took = time.perf_counter() - t

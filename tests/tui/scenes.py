@@ -16,7 +16,7 @@ from textual.widget import Widget
 
 from wa_onboard.core.profile import Profile, ProfileStore
 from wa_onboard.core.results import CheckStatus, StepStatus, TunnelState, TunnelStatus
-from wa_onboard.core.tunnel.engines.openssh import classify, hops
+from wa_onboard.core.tunnel.engines import classify, hops
 from wa_onboard.tui.app import WaApp, make_app
 from wa_onboard.tui.fake import (
     FakeBackend,

@@ -27,7 +27,8 @@ from wa_onboard.core.results import CheckStatus, TunnelState
 from wa_onboard.core.setup import conda_scripts, onboarding
 from wa_onboard.core.setup.plan import Step
 from wa_onboard.core.tunnel import sshfiles, supervisor
-from wa_onboard.core.tunnel.engines.openssh import _secret_question, hops
+from wa_onboard.core.tunnel.engines import hops
+from wa_onboard.core.tunnel.engines.transcript import secret_question
 from wa_onboard.tui import fake
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -175,9 +176,9 @@ def test_the_questions_are_the_cores(tmp_path: Path, monkeypatch: pytest.MonkeyP
     host_key, password = steps["login"].questions
     assert isinstance(host_key, HostKeyQuestion) and host_key.host == jump_hop.host
     assert isinstance(password, SecretQuestion)
-    assert _secret_question(password.prompt + " ", "", jump_hop) == password
+    assert secret_question(password.prompt + " ", "", jump_hop) == password
     mfa = fake.mfa_question()
-    assert _secret_question(f"({mfa.hop}) {mfa.prompt} ", "", jump_hop) == mfa
+    assert secret_question(f"({mfa.hop}) {mfa.prompt} ", "", jump_hop) == mfa
 
 
 # -- the doctor: ids, layers, order, skips and texts -----------------------------------------------

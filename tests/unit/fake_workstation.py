@@ -13,7 +13,7 @@ from pathlib import Path
 
 from wa_onboard.core.prompts import Prompter, SecretQuestion
 from wa_onboard.core.remote import SubprocessShell
-from wa_onboard.core.tunnel.engines.base import ConnectError, Failure
+from wa_onboard.core.tunnel.engines.base import ConnectError, Engine, Failure
 
 FAKE_CONDA = r"""#!/usr/bin/env python3
 import json, os, shutil, subprocess, sys, time
@@ -179,7 +179,7 @@ def module_function(available: dict[str, Path], listed: list[str] | None = None)
     )
 
 
-class FakeEngine:
+class FakeEngine(Engine):
     """Logs in when the laptop's key is in the fake workstation's authorized_keys, or with 'pw'."""
 
     name = "fake"

@@ -26,6 +26,7 @@ from wa_onboard.core.profile import Profile, ProfileStore
 from wa_onboard.core.results import CheckStatus
 from wa_onboard.core.tunnel import sshfiles, supervisor
 from wa_onboard.core.tunnel import state as tunnelstate
+from wa_onboard.core.tunnel.engines import Engine
 
 WS_CHECKS = {
     "workstation.disk": checks_remote.disk,
@@ -212,7 +213,7 @@ def test_ssh_config_matches_the_profile_until_it_does_not() -> None:
     assert "hostname is 'carproject-06.engr.wisc.edu'" in outcome.summary and "setup" in outcome.hint
 
 
-class _ForwardOnly:
+class _ForwardOnly(Engine):
     """An engine that only records which local port the supervisor forwards."""
 
     def __init__(self) -> None:
@@ -362,11 +363,11 @@ def test_a_privileged_port_is_named_as_such_not_busy(monkeypatch: pytest.MonkeyP
 
 def test_every_missing_ssh_says_the_same_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
     """No ssh on PATH: the doctor, the engine and key making give one hint (engine.INSTALL_SSH_HINT)."""
-    from wa_onboard.core.doctor import sshcmd
     from wa_onboard.core.errors import WaError
+    from wa_onboard.core.tunnel import sshclient
     from wa_onboard.core.tunnel.engines.base import INSTALL_SSH_HINT
 
-    monkeypatch.setattr(sshcmd, "client_version", lambda: None)
+    monkeypatch.setattr(sshclient, "client_version", lambda: None)
     outcome = checks_local.ssh_client(local_ctx(Profile(user="bbadger")))
     assert outcome.status is CheckStatus.FAIL and outcome.hint == INSTALL_SSH_HINT
     with pytest.raises(WaError) as caught:

@@ -16,17 +16,12 @@ from wa_onboard.core.errors import Cancelled
 from wa_onboard.core.profile import Profile
 from wa_onboard.core.prompts import ConfirmQuestion, HostKeyQuestion, SecretQuestion, secret_kind
 from wa_onboard.core.tunnel import hostkeys as known_hosts
-from wa_onboard.core.tunnel.engines.base import ConnectError, Failure
-from wa_onboard.core.tunnel.engines.paramiko import (
-    Hop,
-    ParamikoEngine,
-    _ChannelSocket,
-    _listen,
-    _prefer_known,
-    authenticate,
-)
+from wa_onboard.core.tunnel.engines.base import ConnectError, Failure, Hop
+from wa_onboard.core.tunnel.engines.paramiko import ParamikoEngine, _prefer_known
+from wa_onboard.core.tunnel.engines.paramiko_auth import authenticate
+from wa_onboard.core.tunnel.engines.paramiko_channels import ChannelSocket, listen
 
-HOP = Hop("jump host", "bucky", "best-tux.cae.wisc.edu", 22, Failure.JUMP_AUTH)
+HOP = Hop("jump", "wa-jump", "bucky", "best-tux.cae.wisc.edu", 22)
 KEY = object()
 
 
@@ -266,12 +261,12 @@ def test_known_key_types_are_preferred_like_openssh() -> None:
 
 
 def test_listener_is_loopback_only_and_a_busy_port_is_named() -> None:
-    sock = _listen(0)
+    sock = listen(0)
     try:
         host, port = sock.getsockname()
         assert host == "127.0.0.1"
         with pytest.raises(ConnectError) as err:
-            _listen(port)
+            listen(port)
         assert err.value.failure is Failure.PORT_BUSY and str(port) in err.value.message
     finally:
         sock.close()
@@ -388,7 +383,7 @@ class GulpChannel:
 
 def test_tunnel_socket_serves_small_reads_from_one_big_one() -> None:
     channel = GulpChannel([b"SSH-2.0-x\r\n" + b"a" * 100, b"b" * 10])
-    sock = _ChannelSocket(channel)
+    sock = ChannelSocket(channel)
     got = [sock.recv(4), sock.recv(200), sock.recv(3), sock.recv(100), sock.recv(5)]
     assert got == [b"SSH-", b"2.0-x\r\n" + b"a" * 100, b"bbb", b"b" * 7, b""]
     assert len(channel.sizes) == 3 and min(channel.sizes) >= 1 << 20  # never a small read from the buffer
@@ -453,7 +448,7 @@ def test_a_command_the_server_never_answers_ends_at_its_timeout(
     silent_workstation: paramiko.Transport,
 ) -> None:
     """exec_command used to run before the timer started, and paramiko waits for the reply forever."""
-    from wa_onboard.core.tunnel.engines.paramiko import ChannelShell
+    from wa_onboard.core.tunnel.engines.paramiko_channels import ChannelShell
 
     results: list[Any] = []
     runner = threading.Thread(

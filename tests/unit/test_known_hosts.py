@@ -173,8 +173,8 @@ def test_judge_reads_written_lines_for_bracketed_ports() -> None:
 def test_openssh_changed_key_refusal_shows_the_new_fingerprint() -> None:
     """The member must be able to compare what the host sends now with what the admins publish."""
     from wa_onboard.core.profile import Profile
+    from wa_onboard.core.tunnel.engines import classify, hops
     from wa_onboard.core.tunnel.engines.base import Failure
-    from wa_onboard.core.tunnel.engines.openssh import classify, hops
 
     jump, ws = hops(Profile.make({"user": "bbadger"}))
     # what OpenSSH 9.2 prints when ed25519 is on file and the host now sends ECDSA

@@ -19,6 +19,7 @@ import pytest
 from wa_onboard.core.profile import Profile
 from wa_onboard.core.results import TunnelState, TunnelStatus
 from wa_onboard.core.tunnel import supervisor as supervisor_module
+from wa_onboard.core.tunnel.engines import Engine
 from wa_onboard.core.tunnel.supervisor import Backoff, Supervisor
 
 
@@ -44,7 +45,7 @@ def _serve(port: int, handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPSer
     return server
 
 
-class _Engine:
+class _Engine(Engine):
     """A forward that is a local server standing in for the hub; ``die()`` is the master's end."""
 
     name = "fake"

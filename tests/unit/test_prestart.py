@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from wa_onboard.core import places
 from wa_onboard.core.profile import Profile
-from wa_onboard.core.tunnel import prestart, sshfiles
+from wa_onboard.core.tunnel import prestart, sshcmd, sshfiles
 
 FLAGS = ["--user", "bbadger", "--jump", "jump.example:22", "--local-port=18000"]
 
@@ -80,11 +81,11 @@ def test_worth_it_only_when_set_up_and_nothing_to_reuse(home: Path) -> None:
 
 
 def test_the_control_dir_is_sshfiles_own(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert Path(prestart.control_dir()) == sshfiles.control_dir()
+    assert Path(places.control_dir()) == sshfiles.control_dir()
     deep = home / ("x" * 80)
     deep.mkdir()
     monkeypatch.setenv("HOME", str(deep))  # too long for a socket path: a short dir instead
-    assert Path(prestart.control_dir()) == sshfiles.control_dir() != Path(prestart.ssh_dir())
+    assert Path(places.control_dir()) == sshfiles.control_dir() != Path(places.ssh_dir())
 
 
 def test_only_the_master_login_would_start_is_adopted(home: Path) -> None:
@@ -93,7 +94,7 @@ def test_only_the_master_login_would_start_is_adopted(home: Path) -> None:
     profile = Profile(user="bbadger")
     sshfiles.write_config(profile)
     as_read = sshfiles.config_path().read_bytes()
-    early = prestart.Prestarted(None, prestart.new_marker(), "wa-jump", as_read)
+    early = sshcmd.Prestarted(None, sshcmd.new_marker(), "wa-jump", as_read)
     engine = OpenSshEngine(profile)
     assert engine._can_adopt(early, interactive=False)
     assert not engine._can_adopt(early, interactive=True)  # setup's login may prompt: a new master
@@ -115,7 +116,9 @@ def _modules_after(code: str) -> set[str]:
 
 def test_the_early_path_loads_nothing_heavy() -> None:
     # measured against a bare interpreter: a site .pth may load some of these at every start
-    loaded = _modules_after("from wa_onboard.core.tunnel import prestart\nprestart.maybe_start(['status'])")
+    loaded = _modules_after(
+        "from wa_onboard.core.tunnel import prestart\nprestart.maybe_start(['status'], print)"
+    )
     added = loaded - _modules_after("pass")
     assert not added & {"typing", "dataclasses", "pathlib", "pexpect", "platformdirs", "argparse"}
     assert "wa_onboard.core.tunnel.prestart" in added
@@ -125,8 +128,8 @@ def test_the_early_path_loads_nothing_heavy() -> None:
 
 
 def _fallback(home: Path) -> Path:
-    folder = Path(prestart.control_dir())
-    assert folder != Path(prestart.ssh_dir()), "the test HOME must be long enough to need the fallback"
+    folder = Path(places.control_dir())
+    assert folder != Path(places.ssh_dir()), "the test HOME must be long enough to need the fallback"
     return folder
 
 

@@ -27,8 +27,9 @@ from wa_onboard.core.prompts import ConfirmQuestion, HostKeyQuestion, PasswordOn
 from wa_onboard.core.results import TunnelState, TunnelStatus
 from wa_onboard.core.tunnel import sshfiles
 from wa_onboard.core.tunnel import state as tunnelstate
+from wa_onboard.core.tunnel.engines import Engine, classify, hops
 from wa_onboard.core.tunnel.engines.base import ConnectError, Failure
-from wa_onboard.core.tunnel.engines.openssh import OpenSshEngine, _control_sockets_exist, classify, hops
+from wa_onboard.core.tunnel.engines.openssh import OpenSshEngine, _control_sockets_exist
 from wa_onboard.core.tunnel.supervisor import Backoff, _notify_ready, _read_line, hub_version, probe_hub
 
 PROFILE = Profile(user="bbadger", jump="best-tux.cae.wisc.edu", host="carproject-06.engr.wisc.edu:2222")
@@ -640,7 +641,7 @@ def test_no_control_socket_means_no_master_to_ask(
 
 @pytest.mark.parametrize("engine", ["openssh", "paramiko"])
 def test_a_reconnect_uses_a_short_connect_timeout_with_either_engine(engine: str) -> None:
-    from wa_onboard.core.tunnel.supervisor import RECONNECT_CONNECT_TIMEOUT, make_engine
+    from wa_onboard.core.tunnel.engines import RECONNECT_CONNECT_TIMEOUT, make_engine
 
     profile = Profile(user="bbadger", engine=engine)
     short = make_engine(profile, "default", reconnecting=True).connect_timeout  # type: ignore[attr-defined]
@@ -714,7 +715,7 @@ def test_a_privileged_port_is_denied_not_busy_for_a_normal_user() -> None:
     assert done.stdout.strip() == "denied", done.stderr
 
 
-class _NoLogin:
+class _NoLogin(Engine):
     """An engine that must not be used: the port is refused before any login."""
 
     name = "fake"
@@ -790,7 +791,7 @@ def test_a_process_that_merely_mentions_wa_onboard_is_not_ours(isolated_home: Pa
 # --- status while the supervisor reconnects -----------------------------------------------------
 
 
-class _Unreachable:
+class _Unreachable(Engine):
     """A reconnect attempt that fails the way a dead network does."""
 
     name = "fake"

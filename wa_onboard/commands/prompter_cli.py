@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TextIO
 
 from wa_onboard.core.prompts import (
+    MAX_TRIES,
     ConfirmQuestion,
     HostKeyQuestion,
     PasswordOnce,
@@ -84,7 +85,7 @@ class CliPrompter:
             return None
         hop = server_text(question.hop).replace("\n", " ")
         if question.attempt > 1:
-            self._say(f"{hop}: that was not accepted (try {question.attempt} of 3)")
+            self._say(f"{hop}: that was not accepted (try {question.attempt} of {MAX_TRIES})")
         # the server's words, which may carry escape codes meant to rewrite the terminal
         *instructions, prompt = server_text(question.prompt).splitlines() or [""]
         for line in instructions:

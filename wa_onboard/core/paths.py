@@ -15,9 +15,9 @@ from typing import IO
 
 import platformdirs
 
-from wa_onboard.core.tunnel import prestart
+from wa_onboard.core import places
 
-APP = prestart.APP
+APP = places.APP
 
 
 def config_file() -> Path:
@@ -35,16 +35,16 @@ def state_dir() -> Path:
 
 def ssh_dir() -> Path:
     """The program's own ssh files: config, known_hosts, control sockets."""
-    return Path(prestart.ssh_dir())  # one definition: the prestart reads it before paths loads
+    return Path(places.ssh_dir())  # one definition: the early login reads it before paths loads
 
 
 def control_dir() -> Path:
     """Where control sockets live: our ssh dir, or a short private dir when that path is too long
-    (checked with lstat before use: prestart.private_dir_problem)."""
-    folder = prestart.control_dir()
+    (checked with lstat before use: places.private_dir_problem)."""
+    folder = places.control_dir()
     if Path(folder) == ssh_dir():
         return Path(folder)
-    problem = prestart.private_dir_problem(folder)
+    problem = places.private_dir_problem(folder)
     if problem is not None:
         from wa_onboard.core.errors import WaError
 

@@ -12,13 +12,12 @@ from typing import Any
 
 from wa_onboard.core import paths, validate
 from wa_onboard.core.errors import ConfigError, InvalidInput, WaError
+from wa_onboard.core.places import DEFAULT_PROFILE as DEFAULT_PROFILE  # defined there for the early login
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
-
-DEFAULT_PROFILE = "default"
 
 
 class UnknownProfile(WaError):

@@ -16,6 +16,10 @@ from typing import Literal, Protocol
 
 SecretKind = Literal["password", "otp", "other"]
 
+MAX_TRIES = 3
+"""A refused password or code is asked again, this many tries in all; then the engine stops, before
+the account gets locked. Every engine counts to this, and every front end shows it ("try 2 of 3")."""
+
 #: words that mark a one-time code prompt (TOTP's "Verification code:", Duo's "Passcode or option")
 OTP_WORDS = re.compile(r"(?i)verification|passcode|one[- ]time|\botp\b|token|code\b|option")
 #: "password" as PAM writes it in the languages a campus machine may be set to

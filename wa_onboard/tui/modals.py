@@ -15,6 +15,7 @@ from textual.widgets import Button, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from wa_onboard.core.prompts import (
+    MAX_TRIES,
     ConfirmQuestion,
     HostKeyQuestion,
     SecretQuestion,
@@ -45,7 +46,7 @@ class SecretModal(ModalScreen[str | None]):
             )
             if q.attempt > 1:
                 yield Label(
-                    f"That was not accepted. Try again (attempt {q.attempt} of 3).",
+                    f"That was not accepted. Try again (attempt {q.attempt} of {MAX_TRIES}).",
                     classes="dialog-warning",
                     id="secret-retry",
                 )

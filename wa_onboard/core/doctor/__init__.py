@@ -57,10 +57,10 @@ class DoctorRun:
 
 
 def local_versions() -> dict[str, str]:
-    from wa_onboard.core.doctor import sshcmd
+    from wa_onboard.core.tunnel import sshclient
 
     try:
-        ssh = sshcmd.client_version()
+        ssh = sshclient.client_version()
     except OSError:
         ssh = None
     return {

@@ -8,18 +8,17 @@ import sys
 from pathlib import Path
 
 from wa_onboard.core import paths
-from wa_onboard.core.doctor import sshcmd
 from wa_onboard.core.doctor.context import DoctorContext, command_line
 from wa_onboard.core.doctor.registry import Outcome, Registry, fail, ok, warn
 from wa_onboard.core.errors import WaError
 from wa_onboard.core.profile import DEFAULT_PROFILE, ProfileStore
-from wa_onboard.core.tunnel import sshfiles, supervisor
+from wa_onboard.core.tunnel import sshclient, sshfiles, supervisor
 from wa_onboard.core.tunnel import state as tunnelstate
 from wa_onboard.core.tunnel.engines.base import INSTALL_SSH_HINT
 
 
 def ssh_client(ctx: DoctorContext) -> Outcome:
-    version = ctx.once("ssh-version", sshcmd.client_version)
+    version = ctx.once("ssh-version", sshclient.client_version)
     if version is None:
         return fail("no ssh client on PATH", INSTALL_SSH_HINT)
     if not version.has_proxyjump:
@@ -109,7 +108,7 @@ def ssh_config(ctx: DoctorContext) -> Outcome:
         ("ws", names.ws, prof.host_address),
     ):
         try:
-            opts = sshcmd.effective_options(ctx.profile_name, role)
+            opts = sshclient.effective_options(ctx.profile_name, role)
         except ValueError as exc:
             return fail(f"ssh cannot read {cfg}", fix, str(exc))
         except (OSError, subprocess.TimeoutExpired) as exc:

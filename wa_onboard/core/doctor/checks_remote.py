@@ -15,7 +15,7 @@ from wa_onboard.core.doctor.registry import Outcome, Registry, fail, ok, warn
 from wa_onboard.core.remote import quote
 from wa_onboard.core.setup import conda_scripts as cs
 from wa_onboard.core.tunnel import supervisor
-from wa_onboard.core.tunnel.engines.openssh import Hop, classify, hops
+from wa_onboard.core.tunnel.engines import Hop, classify, hops
 
 TCP_TIMEOUT = 5.0
 _VPN = "off campus, connect to the campus VPN first"

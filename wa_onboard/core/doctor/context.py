@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from wa_onboard.core.doctor import facts as facts_mod
-from wa_onboard.core.doctor import sshcmd
 from wa_onboard.core.doctor.registry import CheckFailed
 from wa_onboard.core.errors import WaError
 from wa_onboard.core.profile import DEFAULT_PROFILE, Profile
 from wa_onboard.core.remote import RemoteResult, SubprocessShell
+from wa_onboard.core.tunnel import sshclient, sshcmd
 from wa_onboard.core.tunnel import state as tunnelstate
 
 T = TypeVar("T")
@@ -140,9 +140,9 @@ class DoctorContext:
     # ------------------------------------------------------------------ ssh
     def ssh(self, role: str, command: str, *, timeout: float = 20.0) -> subprocess.CompletedProcess[str]:
         """A fresh BatchMode login on the jump host or the workstation running one command."""
-        argv = [*sshcmd.ssh_argv(self.profile_name, role, fresh=True), command]
+        argv = [*sshclient.ssh_argv(self.profile_name, role, fresh=True), command]
         try:
-            return sshcmd.run_quiet(argv, timeout)
+            return sshclient.run_quiet(argv, timeout)
         except subprocess.TimeoutExpired:
             raise CheckFailed(
                 f"ssh to the {role} did not finish within {timeout:.0f} s",
@@ -153,13 +153,13 @@ class DoctorContext:
 
     def workstation_run(self, *, fresh: bool) -> WorkstationRun:
         """Run the facts script: over the live master (``fresh=False``) or a new login."""
-        argv = sshcmd.ssh_argv(self.profile_name, "ws", fresh=fresh)
+        argv = sshclient.ssh_argv(self.profile_name, "ws", fresh=fresh)
         shell = SubprocessShell(argv, env=sshcmd.quiet_env())
         result = shell.run(facts_mod.script(self.profile), timeout=FACTS_TIMEOUT if fresh else MASTER_TIMEOUT)
         return WorkstationRun(result, facts_mod.WorkstationFacts(result.stdout, self.profile), fresh)
 
     def master_alive(self) -> bool:
-        return self.once("master", lambda: sshcmd.master_alive(self.profile_name))
+        return self.once("master", lambda: sshclient.master_alive(self.profile_name))
 
     def prefetch_workstation(self) -> None:
         """If the tunnel's control master is up, gather the facts over it now, while the fresh

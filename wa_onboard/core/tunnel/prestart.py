@@ -18,167 +18,30 @@ profile uses the paramiko engine. In the lab it saves ~35 ms of a ~0.5 s connect
 runs with and without ``WA_ONBOARD_NO_PRESTART``): less than the imports it hides, because the two
 Python processes and ssh's key exchange now share the 2 cores.
 
-This module imports only ``os`` and ``sys`` at the top: it runs before everything else.
+This module imports only ``os``, ``sys`` and the two leaves it shares with the engine (core/places: where
+our files are; tunnel/sshcmd: the master's argv) at the top: it runs before everything else.
 """
 
-# ruff: noqa: PTH100, PTH102, PTH111, PTH118, PTH123, PTH208 - os.path, not pathlib: pathlib costs ~5 ms to import here
+# ruff: noqa: PTH111, PTH118, PTH123, PTH208 - os.path, not pathlib: pathlib costs ~5 ms to import here
 
 from __future__ import annotations
 
 import os
 import sys
 
+from wa_onboard.core import places
+from wa_onboard.core.places import DEFAULT_PROFILE
+from wa_onboard.core.tunnel import sshcmd
+from wa_onboard.core.tunnel.sshcmd import Prestarted as Prestarted  # the supervisor adopts it
+
 TYPE_CHECKING = False  # typing and dataclasses cost ~15 ms to import here: this module runs first
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-APP = "wa-onboard"
-DEFAULT_PROFILE = "default"
-
-
-# --- what the engine and the speculative supervisor must agree on ----------------------------------
-
-
-def ssh_dir() -> str:
-    """The program's own ssh files: config, known_hosts, control sockets (absolute: OpenSSH expands
-    ``~`` from the password database, not $HOME)."""
-    return os.path.join(os.path.abspath(os.path.expanduser("~")), ".ssh", APP)
-
-
-#: OpenSSH adds ".XXXXXXXXXXXXXXXX" to a ControlPath while it binds; macOS allows 104 bytes in all.
-_SOCKET_PATH_MAX = 104 - 17
-_HASH_LEN = 40  # %C is a SHA1 in hex
-
-
-def control_dir() -> str:
-    """Where control sockets live: our ssh dir, or a short dir when that path is too long for a
-    socket (paths.control_dir creates it and checks that it is private: private_dir_problem)."""
-    preferred = ssh_dir()
-    if len(preferred) + len("/cm-") + _HASH_LEN <= _SOCKET_PATH_MAX:
-        return preferred
-    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
-    if runtime and len(runtime) < 40:
-        base = runtime
-    else:
-        import tempfile  # only for long home paths (~5 ms)
-
-        base = tempfile.gettempdir()
-    return os.path.join(base, f"wa-onboard-{os.getuid() if hasattr(os, 'getuid') else 0}")
-
-
-def private_dir_problem(path: str) -> str | None:
-    """Make ``path`` (0700) when absent, then vouch for it: what is wrong with it, or None.
-
-    The short control folder lives in a shared place (/tmp), where another user may have put a
-    symlink or a folder of their own under our name first, to receive our control sockets (and
-    with them our logged-in connections). So ``lstat`` comes before anything that follows a link or
-    changes a mode: a symlink or another user's folder is refused untouched; only our own real
-    folder is tightened to 0700, through a descriptor that cannot follow a link swapped in."""
-    if sys.platform == "win32":  # no control sockets there
-        return None
-    import stat  # already loaded by os: free
-
-    try:
-        os.mkdir(path, 0o700)
-    except FileExistsError:
-        pass
-    except OSError as exc:
-        return f"cannot be made ({exc.strerror})"
-    try:
-        info = os.lstat(path)
-    except OSError as exc:
-        return f"cannot be read ({exc.strerror})"
-    if stat.S_ISLNK(info.st_mode):
-        return "is a symbolic link"
-    if not stat.S_ISDIR(info.st_mode):
-        return "is not a folder"
-    if info.st_uid != os.getuid():
-        return "belongs to another user"
-    if info.st_mode & 0o077:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-        except OSError as exc:
-            return f"cannot be opened ({exc.strerror})"
-        try:
-            now = os.fstat(fd)
-            if (now.st_dev, now.st_ino, now.st_uid) != (info.st_dev, info.st_ino, info.st_uid):
-                return "was replaced while it was checked"
-            os.fchmod(fd, 0o700)
-        finally:
-            os.close(fd)
-    return None
-
-
-def alias_names(profile_name: str = DEFAULT_PROFILE) -> tuple[str, str]:
-    """(jump, workstation): the Host names a profile gets in our ssh_config."""
-    if profile_name == DEFAULT_PROFILE:
-        return "wa-jump", "wa-ws"
-    return f"wa-{profile_name}-jump", f"wa-{profile_name}-ws"
-
-
-def master_argv(
-    ssh: str,
-    config: str,
-    alias: str,
-    marker: str,
-    *,
-    interactive: bool,
-    connect_timeout: int | None = None,
-    extra: tuple[str, ...] = (),
-) -> list[str]:
-    """A control master in the foreground (``-N``), its login over once ``marker`` is printed."""
-    argv = [ssh, "-F", config, "-N", "-o", "ControlMaster=yes", "-o", "ControlPersist=no"]
-    argv += ["-o", "PermitLocalCommand=yes", "-o", f"LocalCommand=echo {marker}", *extra]
-    if not interactive:
-        argv += ["-o", "BatchMode=yes"]
-    if connect_timeout is not None:
-        argv += ["-o", f"ConnectTimeout={int(connect_timeout)}"]
-    return [*argv, alias]
-
-
-def new_marker() -> str:
-    """What LocalCommand prints once a master listens (unguessable: a host cannot fake it)."""
-    return f"__WA_ONBOARD_READY_{os.urandom(6).hex()}__"
-
-
-def ssh_env() -> dict[str, str]:
-    """ssh's environment: no askpass helper (prompts come to us), English messages to classify."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SSH_ASKPASS")}
-    env.update(SHELL="/bin/sh", LC_ALL="C")
-    return env
-
-
-def spawn_master(argv: list[str]) -> Any:
-    """ssh on a pty of its own, which is its controlling terminal: when its supervisor dies (even
-    by SIGKILL) the pty closes and the kernel hangs the master up, so no master outlives it."""
-    import pexpect
-
-    return pexpect.spawn(
-        argv[0],
-        argv[1:],
-        env=ssh_env(),
-        encoding="utf-8",
-        codec_errors="replace",
-        dimensions=(24, 500),
-        echo=False,
-    )
-
-
-class Prestarted:
-    """A jump master started before its supervisor knew its profile: the pexpect child, what it
-    prints when logged in, its alias, and our ssh_config as ssh read it (the master is adopted only
-    if the file is still the same)."""
-
-    def __init__(self, child: Any, marker: str, alias: str, config: bytes) -> None:
-        self.child = child
-        self.marker = marker
-        self.alias = alias
-        self.config = config
-
-    def discard(self) -> None:
-        if self.child.isalive():
-            self.child.close(force=True)
+    Serve = Callable[[bytes, str, int, Prestarted | None], int]
+    """The supervisor's side: given the CLI's orders, the profile name, the readiness pipe and the
+    early master, run the tunnel; its exit code."""
 
 
 # --- background processes (here, because this module runs before anything heavy is loaded) --------
@@ -276,19 +139,19 @@ def _profiles_file() -> str:
         base = os.path.expanduser("~/Library/Application Support")
     else:
         base = os.environ.get("XDG_CONFIG_HOME", "").strip() or os.path.expanduser("~/.config")
-    return os.path.join(base, APP, "config.toml")
+    return os.path.join(base, places.APP, "config.toml")
 
 
 def _worth_it(profile_name: str) -> bytes | None:
     """Our ssh_config's bytes when a prestart can help: the profile's hosts are in it, no control
     socket of ours exists, and no profile uses paramiko."""
     try:
-        with open(os.path.join(ssh_dir(), "config"), "rb") as handle:
+        with open(places.ssh_config(), "rb") as handle:
             config = handle.read()
     except OSError:
         return None  # not set up yet
-    sockets = control_dir()
-    if sockets != ssh_dir() and private_dir_problem(sockets) is not None:
+    sockets = places.control_dir()
+    if sockets != places.ssh_dir() and places.private_dir_problem(sockets) is not None:
         return None  # the CLI's own path refuses it and says why
     try:
         with os.scandir(sockets) as entries:
@@ -298,7 +161,7 @@ def _worth_it(profile_name: str) -> bytes | None:
         pass  # no control dir: no socket either
     except OSError:
         return None
-    if f"Host {alias_names(profile_name)[0]}\n".encode() not in config:
+    if f"Host {sshcmd.alias_names(profile_name)[0]}\n".encode() not in config:
         return None
     try:
         with open(_profiles_file(), "rb") as handle:
@@ -309,8 +172,10 @@ def _worth_it(profile_name: str) -> bytes | None:
     return config
 
 
-def maybe_start(argv: list[str]) -> None:
-    """Called first thing by the entry point; returns at once in the parent (the CLI)."""
+def maybe_start(argv: list[str], load: Callable[[], Serve]) -> None:
+    """Called first thing by the entry point; returns at once in the parent (the CLI). ``load`` imports
+    the supervisor (the heavy part, run while ssh logs in) and returns what serves the orders: the
+    entry point names it, so this module never imports the supervisor, which imports it."""
     global _pending
     if sys.platform == "win32" or not hasattr(os, "fork") or os.environ.get("WA_ONBOARD_NO_PRESTART"):
         return
@@ -320,7 +185,7 @@ def maybe_start(argv: list[str]) -> None:
         return
     orders_r, orders_w = os.pipe()
     ready_r, ready_w = os.pipe()
-    fork_daemon(lambda: _speculate(name, config, orders_r, ready_w), (orders_w, ready_r))
+    fork_daemon(lambda: _speculate(name, config, orders_r, ready_w, load), (orders_w, ready_r))
     os.close(orders_r)
     os.close(ready_w)
     _pending = _Pending(name, orders_w, ready_r)
@@ -353,21 +218,22 @@ def take(profile_name: str, profile: dict[str, Any], explicit_port: bool) -> int
 # --- the speculative supervisor ------------------------------------------------------------------
 
 
-def _speculate(name: str, config: bytes, orders: int, ready: int) -> int:  # pragma: no cover
+def _speculate(
+    name: str, config: bytes, orders: int, ready: int, load: Callable[[], Serve]
+) -> int:  # pragma: no cover
     """Start the jump master, import the rest while it logs in, wait for orders, then serve."""
     os.write(ready, f"{os.getpid()}\n".encode("ascii"))
     detach_stdio()
-    jump = alias_names(name)[0]
-    marker = new_marker()
-    argv = master_argv("ssh", os.path.join(ssh_dir(), "config"), jump, marker, interactive=False)
+    jump = sshcmd.alias_names(name)[0]
+    marker = sshcmd.new_marker()
+    argv = sshcmd.master_argv("ssh", places.ssh_config(), jump, marker, interactive=False)
     prestarted: Prestarted | None
     try:
-        prestarted = Prestarted(spawn_master(argv), marker, jump, config)
+        prestarted = Prestarted(sshcmd.spawn_master(argv), marker, jump, config)
     except Exception:  # no ssh on PATH: the supervisor's own login says so, with the fix
         prestarted = None
     try:
-        from wa_onboard.core.tunnel import supervisor  # the heavy part, while ssh logs in
-
+        serve = load()  # the heavy part, while ssh logs in
         got = b""
         while not got.endswith(b"\n"):
             chunk = os.read(orders, 65536)
@@ -375,7 +241,7 @@ def _speculate(name: str, config: bytes, orders: int, ready: int) -> int:  # pra
                 return 0  # the CLI ended without handing over: nothing to do
             got += chunk
         os.close(orders)
-        return supervisor.serve_prestarted(got, name, ready, prestarted)
+        return serve(got, name, ready, prestarted)
     finally:
         if prestarted is not None:
             prestarted.discard()  # unless adopted (then the engine owns it, and it is long gone here)

@@ -21,9 +21,9 @@ from pathlib import Path, PurePath
 from wa_onboard.core import paths, validate
 from wa_onboard.core.errors import WaError
 from wa_onboard.core.profile import DEFAULT_PROFILE, Profile
-from wa_onboard.core.prompts import ConfirmQuestion, Prompter
-from wa_onboard.core.tunnel import prestart
-from wa_onboard.core.tunnel.engines.base import INSTALL_SSH_HINT
+from wa_onboard.core.prompts import MAX_TRIES, ConfirmQuestion, Prompter
+from wa_onboard.core.tunnel import sshcmd
+from wa_onboard.core.tunnel.sshcmd import INSTALL_SSH_HINT
 
 BACKUP_SUFFIX = ".wa-onboard.bak"
 
@@ -37,7 +37,7 @@ class Aliases:
 
 
 def aliases(profile_name: str = DEFAULT_PROFILE) -> Aliases:
-    return Aliases(*prestart.alias_names(profile_name))
+    return Aliases(*sshcmd.alias_names(profile_name))
 
 
 def config_path() -> Path:
@@ -105,11 +105,9 @@ def proxy_command(jump_alias: str, *options: str) -> str:
     pastes the ``-F`` path unquoted into the ProxyCommand it makes for ProxyJump (a home with a space
     breaks it); the doctor uses it with its own ``options`` (``-o`` options never reach a jump hop)."""
     _path(config_path())  # the same refusals as any path we write
-    words = ["ssh", "-F", config_path().as_posix(), *options]
     if any(_PATH_UNWRITABLE.search(w) for w in options):
         raise WaError(f"refusing to write the ssh option {validate.shown(options)} into a ProxyCommand")
-    quoted = [shlex.quote(w).replace("%", "%%") for w in words]
-    return " ".join([*quoted, "-W", "'[%h]:%p'", _word(jump_alias, "jump alias")])
+    return sshcmd.proxy_command(config_path().as_posix(), _word(jump_alias, "jump alias"), *options)
 
 
 def _block(alias: str, host: str, port: int, user: str, jump_alias: str | None) -> list[str]:
@@ -132,7 +130,7 @@ def _block(alias: str, host: str, port: int, user: str, jump_alias: str | None) 
         "    CheckHostIP no",
         "    UpdateHostKeys no",
         "    PreferredAuthentications publickey,keyboard-interactive,password",
-        "    NumberOfPasswordPrompts 3",
+        f"    NumberOfPasswordPrompts {MAX_TRIES}",  # ssh asks no more often than we allow
         "    ConnectTimeout 10",
         "    ServerAliveInterval 15",
         "    ServerAliveCountMax 3",

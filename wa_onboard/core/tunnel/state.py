@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO
 
 from wa_onboard.core import paths
-from wa_onboard.core.tunnel.prestart import DEFAULT_PROFILE
+from wa_onboard.core.places import DEFAULT_PROFILE
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import importlib
 import json
 import logging
 import os
@@ -34,6 +33,7 @@ from wa_onboard.core.prompts import NoPrompter, Prompter
 from wa_onboard.core.results import TunnelState, TunnelStatus
 from wa_onboard.core.tunnel import prestart
 from wa_onboard.core.tunnel import state as tunnelstate
+from wa_onboard.core.tunnel.engines import make_engine as make_engine  # where callers and tests find it
 from wa_onboard.core.tunnel.engines.base import ConnectError, Engine, Failure
 from wa_onboard.core.tunnel.state import TunnelRecord
 
@@ -51,8 +51,6 @@ STOP_FAILURES = frozenset(
         Failure.SSH_MISSING,
     }
 )
-RECONNECT_CONNECT_TIMEOUT = 3
-"""Seconds per TCP connect while reconnecting: a fresh SYN soon after the network returns."""
 
 
 # --- probing the hub -----------------------------------------------------------------------------
@@ -244,21 +242,6 @@ class Backoff:
         self.attempt = 0
 
 
-# --- engines -------------------------------------------------------------------------------------
-
-
-def make_engine(profile: Profile, profile_name: str, *, reconnecting: bool = False) -> Engine:
-    """The engine the profile names; a reconnect uses a short connect timeout."""
-    timeout = RECONNECT_CONNECT_TIMEOUT if reconnecting else None
-    if profile.engine == "paramiko":
-        module = importlib.import_module("wa_onboard.core.tunnel.engines.paramiko")  # only when chosen
-        engine: Engine = module.ParamikoEngine(profile, profile_name, connect_timeout=timeout)
-        return engine
-    from wa_onboard.core.tunnel.engines.openssh import OpenSshEngine
-
-    return OpenSshEngine(profile, profile_name, connect_timeout=timeout)
-
-
 def privileged_port(port: int) -> ConnectError:
     """The system, not another program, refuses us the port: say that (not "in use"). The doctor's
     local port check says the same."""
@@ -271,8 +254,7 @@ def privileged_port(port: int) -> ConnectError:
 
 
 def _owned_pids(engine: Engine) -> set[int]:
-    pids: Callable[[], set[int]] | None = getattr(engine, "pids", None)
-    return (pids() if pids else set()) | {os.getpid()}
+    return engine.pids() | {os.getpid()}
 
 
 # --- the supervisor ------------------------------------------------------------------------------
@@ -490,8 +472,7 @@ class Supervisor:
         if probe.failure in (Failure.HUB_UNAVAILABLE, Failure.HUB_WRONG_URL, Failure.FORWARD_REFUSED):
             return True
         if probe.failure is Failure.TIMEOUT:
-            ping: Callable[[float], bool] | None = getattr(engine, "ping", None)
-            return bool(ping and ping(self.probe_timeout))
+            return bool(engine.ping(self.probe_timeout))
         return False
 
     def _reconnect(self, stop: threading.Event, lost: str = "connection lost") -> bool:
@@ -969,9 +950,10 @@ def _serve(
 
     def engine_factory(reconnecting: bool) -> Engine:
         engine = make_engine(profile, profile_name, reconnecting=reconnecting)
-        adopt: Callable[[prestart.Prestarted], None] | None = getattr(engine, "adopt", None)
         if pending and not reconnecting:
-            adopt(pending.pop()) if adopt is not None else pending.pop().discard()
+            early = pending.pop()
+            if not engine.adopt(early):
+                early.discard()
         return engine
 
     supervisor = Supervisor(
@@ -989,7 +971,7 @@ def _serve(
         except ConnectError as exc:
             log.info("start failed: %s", exc.message)
             return 1
-        if getattr(supervisor.engine, "adopted_early", False):
+        if supervisor.engine is not None and supervisor.engine.adopted_early:
             log.info("the jump host's login started at launch (prestart), and its master was adopted")
         supervisor.run(stop)
         failed = supervisor.status.state is TunnelState.DOWN and not stop.is_set()

@@ -11,7 +11,6 @@ the masters and cost milliseconds. Data flows through OpenSSH itself, never thro
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import os
 import re
@@ -27,190 +26,12 @@ from typing import Any
 
 from wa_onboard.core import paths, validate
 from wa_onboard.core.profile import DEFAULT_PROFILE, Profile
-from wa_onboard.core.prompts import OTP_WORDS, HostKeyQuestion, Prompter, SecretQuestion, secret_kind
+from wa_onboard.core.prompts import Prompter
 from wa_onboard.core.remote import RemoteShell, SubprocessShell
-from wa_onboard.core.tunnel import hostkeys as known_hosts
-from wa_onboard.core.tunnel import prestart, sshfiles
+from wa_onboard.core.tunnel import sshcmd, sshfiles
 from wa_onboard.core.tunnel import state as tunnelstate
-from wa_onboard.core.tunnel.engines.base import INSTALL_SSH_HINT, ConnectError, Failure
-
-MAX_TRIES = 3
-"""Wrong password or code: ask again, at most this many tries in all (then fail: no lockouts)."""
-
-"""(hop, line) for each line a master prints after login: logs, and the supervisor's diagnosis."""
-
-_HOSTKEY_QUESTION = re.compile(
-    r"The authenticity of host '(?P<host>[^']*)' can't be established\.(?P<body>.*?)"
-    r"\(yes/no(?:/\[fingerprint\])?\)\? ?\Z",
-    re.S,
-)
-#: ExitOnForwardFailure: the port was free when we looked, and taken before ssh could bind it
-_BIND_FAILED = re.compile(
-    r"bind \[?[^\]\s]*\]?:(\d+): Address already in use|Could not request local forwarding"
-)
-_FINGERPRINT = re.compile(r"(?P<type>[A-Z0-9-]+) key fingerprint is (?P<fp>SHA256:[A-Za-z0-9+/=]+)")
-#: the changed-key warning names the key the server sent now
-_NEW_FINGERPRINT = re.compile(
-    r"fingerprint for the (?P<type>[A-Z0-9-]+) key sent by the remote host is\s*"
-    r"(?P<fp>SHA256:[A-Za-z0-9+/=]+)"
-)
-#: a prompt: the last line of what ssh printed, ending in ':' (a question ssh waits on), no newline
-_PROMPT = re.compile(r"(?P<line>[^\r\n]*:[ \t]?)\Z")
-_PASSWORD_PROMPT = re.compile(r"(?P<who>[^\s']+@[^\s']+)'s password: ?\Z")
-_KBD_PREFIX = re.compile(r"^\((?P<who>[^\s()]+@[^\s()]+)\) ")
-#: lines ssh prints that are not part of a keyboard-interactive instruction
-_NOISE = re.compile(
-    r"(?i)^(warning:|permission denied|authenticated |the authenticity|this key is not known|"
-    r"[a-z0-9-]+ key fingerprint|are you sure|please type|pseudo-terminal|channel \d|stdio forward)"
-)
-
-
-@dataclass(frozen=True)
-class Hop:
-    """One leg of the path, as our ssh_config names it."""
-
-    role: str
-    """``jump`` or ``ws``."""
-    alias: str
-    user: str
-    host: str
-    port: int
-
-    @property
-    def who(self) -> str:
-        return f"{self.user}@{self.host}"
-
-    @property
-    def known_hosts_name(self) -> str:
-        """How known_hosts (and ``ssh-keygen -R``) names the host."""
-        return known_hosts.host_id(self.host, self.port)
-
-
-def hops(profile: Profile, profile_name: str = DEFAULT_PROFILE) -> tuple[Hop, Hop]:
-    names = sshfiles.aliases(profile_name)
-    jump_host, jump_port = profile.jump_address
-    ws_host, ws_port = profile.host_address
-    return (
-        Hop("jump", names.jump, profile.user, jump_host, jump_port),
-        Hop("ws", names.ws, profile.user, ws_host, ws_port),
-    )
-
-
-# --- telling failures apart ----------------------------------------------------------------------
-
-
-def classify(transcript: str, hop: Hop, jump: Hop, *, interactive: bool = True) -> ConnectError:
-    """Turn what ssh printed (and its exit) into the failure kind, a message and a hint.
-
-    ``hop`` is the master being started; ``jump`` is the jump host (a workstation's login can still
-    fail at the jump host, and the text says which: ssh names the host in its messages)."""
-    text = transcript.replace("\r", "")
-    last = _last_meaningful_line(text)
-    if "REMOTE HOST IDENTIFICATION HAS CHANGED" in text or re.search(r"Host key for .* has changed", text):
-        changed = _changed_host(text, hop, jump)
-        new = _NEW_FINGERPRINT.search(text)
-        now = f" (it now presents the {new.group('type')} key {new.group('fp')})" if new else ""
-        return ConnectError(
-            Failure.HOST_KEY_CHANGED,
-            f"the host key of {changed.host} has CHANGED since it was trusted{now}; refusing to connect",
-            "this can mean someone is intercepting the connection, or the host was reinstalled. "
-            "Ask the lab admins to confirm the new fingerprint, then remove the old entry with: "
-            + known_hosts.removal_command(changed.host, changed.port),
-            detail=last,
-        )
-    if re.search(r"No \S+ host key is known for|Host key verification failed", text):
-        return ConnectError(
-            Failure.HOST_KEY_REJECTED,
-            f"the host key of {hop.host} is not trusted yet",
-            "connect once in a terminal to review its fingerprint (or pass --yes to accept a new key)",
-            detail=last,
-        )
-    match = _BIND_FAILED.search(text)
-    if match:
-        port = f" {match.group(1)}" if match.group(1) else ""
-        return ConnectError(
-            Failure.PORT_BUSY,
-            f"the local port{port} was taken by another program just now",
-            "connect again (it picks a free port), or choose one with --local-port",
-            detail=last,
-        )
-    match = re.search(r"Could not resolve hostname (\S+?):", text)
-    if match:
-        return ConnectError(
-            Failure.JUMP_UNKNOWN,
-            f"the jump host name {match.group(1)} does not resolve",
-            "check the spelling (--jump) and your network / DNS; off campus you may need the VPN",
-            detail=last,
-        )
-    ws_markers = (
-        r"channel \d+: open failed|stdio forwarding failed|"
-        r"Connection closed by UNKNOWN port 65535|kex_exchange_identification.*UNKNOWN"
-    )
-    if hop.role == "ws" and re.search(ws_markers, text):
-        return ConnectError(
-            Failure.WS_UNREACHABLE,
-            f"the jump host {jump.host} cannot reach the workstation {hop.host}:{hop.port}",
-            "the workstation may be off or its sshd stopped; check the name (--host) or ask the lab admins",
-            detail=last,
-        )
-    match = re.search(
-        r"connect to host (\S+) port (\d+): (Connection refused|No route to host|Network is unreachable|"
-        r"Connection timed out|Operation timed out)",
-        text,
-    )
-    if match or re.search(r"Connection timed out|timed out during banner exchange", text):
-        where = match.group(1) if match else jump.host
-        return ConnectError(
-            Failure.JUMP_UNREACHABLE,
-            f"cannot reach the jump host {where}: {match.group(3) if match else 'timed out'}",
-            "check your network connection (Wi-Fi, VPN, firewall); the host may also be down",
-            detail=last,
-        )
-    match = re.search(r"(?:(\S+)@(\S+): )?Permission denied \(([^)]*)\)", text)
-    if match:
-        host = match.group(2) or hop.host
-        on_jump = host == jump.host if match.group(2) else hop.role == "jump"
-        if not interactive:
-            return ConnectError(
-                Failure.PASSWORD_NEEDED,
-                f"{host} did not accept the key and wants a password or code",
-                "run wa-onboard setup (it installs the key), or connect in a terminal to type it",
-                detail=last,
-            )
-        return ConnectError(
-            Failure.JUMP_AUTH if on_jump else Failure.WS_AUTH,
-            f"{hop.user}@{host} refused the login ({match.group(3)})",
-            "check your CAE username and password; after several failures the account may be locked "
-            "for a while, so wait before trying again",
-            detail=last,
-        )
-    if re.search(r"Connection (closed|reset) by", text):
-        return ConnectError(
-            Failure.JUMP_UNREACHABLE if hop.role == "jump" else Failure.WS_UNREACHABLE,
-            f"{hop.host} closed the connection during login",
-            "the host may be restarting or limiting connections; try again in a minute",
-            detail=last,
-        )
-    return ConnectError(
-        Failure.OTHER,
-        f"ssh to {hop.host} failed" + (f": {last}" if last else ""),
-        "run wa-onboard doctor to find which layer is broken",
-        detail=last,
-    )
-
-
-def _last_meaningful_line(text: str) -> str:
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("@@@")]
-    return lines[-1] if lines else ""
-
-
-def _changed_host(text: str, hop: Hop, jump: Hop) -> Hop:
-    match = re.search(r"Host key for (\S+) has changed", text)
-    name = match.group(1) if match else ""
-    if name and name in (jump.host, jump.known_hosts_name):
-        return jump
-    return hop
-
+from wa_onboard.core.tunnel.engines import transcript
+from wa_onboard.core.tunnel.engines.base import INSTALL_SSH_HINT, ConnectError, Engine, Failure, Hop, hops
 
 # --- the engine ----------------------------------------------------------------------------------
 
@@ -224,8 +45,8 @@ class _Master:
     reader: threading.Thread | None = None
 
 
-class OpenSshEngine:
-    """The Engine protocol over OpenSSH control masters."""
+class OpenSshEngine(Engine):
+    """The Engine contract over OpenSSH control masters."""
 
     name = "openssh"
 
@@ -248,9 +69,7 @@ class OpenSshEngine:
         """How long ssh may stay silent during login (waiting on a person does not count)."""
         self.jump_hop, self.ws_hop = hops(profile, profile_name)
         self._masters: dict[str, _Master] = {}
-        self._prestarted: prestart.Prestarted | None = None
-        self.adopted_early = False
-        """Whether the jump master is the one core/prestart started at launch."""
+        self._prestarted: sshcmd.Prestarted | None = None
         self._reused: set[str] = set()
         """Roles of the masters login() found running (a tunnel's, a member's) rather than started."""
         self._forwards: list[str] = []
@@ -264,14 +83,11 @@ class OpenSshEngine:
     def config(self) -> str:
         return str(sshfiles.config_path())
 
-    def _argv(self, hop: Hop, *options: str) -> list[str]:
-        return [self.ssh, "-F", self.config, *options, hop.alias]
-
     def _control(self, hop: Hop, command: str, *extra: str, timeout: float = 10.0) -> tuple[int, str]:
         """``ssh -O command``: talk to a master. Returns (exit code, stderr+stdout)."""
         try:
             done = subprocess.run(
-                self._argv(hop, "-O", command, *extra),
+                sshcmd.control_argv(self.ssh, self.config, hop.alias, command, *extra),
                 capture_output=True,
                 text=True,
                 timeout=timeout,
@@ -352,7 +168,7 @@ class OpenSshEngine:
             self._start_master(hop, prompter, interactive, extra)
 
     def _spawn(self, hop: Hop, interactive: bool, marker: str, extra: list[str]) -> Any:
-        argv = prestart.master_argv(
+        argv = sshcmd.master_argv(
             self.ssh,
             self.config,
             hop.alias,
@@ -361,14 +177,15 @@ class OpenSshEngine:
             connect_timeout=self.connect_timeout,
             extra=tuple(extra),
         )
-        return prestart.spawn_master(argv)
+        return sshcmd.spawn_master(argv)
 
-    def adopt(self, prestarted: prestart.Prestarted) -> None:
+    def adopt(self, prestarted: sshcmd.Prestarted) -> bool:
         """Take over a jump master started before the supervisor knew its profile (core/prestart);
         login() uses it if it is what login would have started, and stops it otherwise."""
         self._prestarted = prestarted
+        return True
 
-    def _can_adopt(self, early: prestart.Prestarted, interactive: bool) -> bool:
+    def _can_adopt(self, early: sshcmd.Prestarted, interactive: bool) -> bool:
         """The prestarted master is the one login would start: same alias, key only, no custom
         timeout, and our ssh_config still byte for byte what it read."""
         try:
@@ -384,73 +201,16 @@ class OpenSshEngine:
         prompter: Prompter,
         interactive: bool,
         extra: list[str],
-        early: prestart.Prestarted | None = None,
+        early: sshcmd.Prestarted | None = None,
     ) -> None:
-        import pexpect
-
         if early is not None:
             child, marker = early.child, early.marker
         else:
-            marker = prestart.new_marker()
+            marker = sshcmd.new_marker()
             child = self._spawn(hop, interactive, marker, extra)
-        transcript: list[str] = []
-        sent: list[str] = []  # secrets we typed, scrubbed from anything we keep
-        asked: collections.Counter[tuple[str, str]] = collections.Counter()
-        chunk_start = 0
-        patterns = [re.compile(re.escape(marker)), _HOSTKEY_QUESTION, _PROMPT, pexpect.EOF, pexpect.TIMEOUT]
-        try:
-            while True:
-                index = child.expect(patterns, timeout=self.login_timeout)
-                transcript.append(_scrub(child.before or "", sent))
-                if index in (3, 4):
-                    if index == 4:
-                        child.close(force=True)
-                        raise _timed_out(hop, self.login_timeout, "".join(transcript))
-                    child.close()
-                    raise classify("".join(transcript), hop, self.jump_hop, interactive=interactive)
-                after = str(child.after)
-                if index == 0:
-                    break
-                if index == 1:
-                    transcript.append(after)
-                    self._answer_host_key(child, hop, after, prompter)
-                    continue
-                # a prompt
-                recent = "".join(transcript)[chunk_start:]
-                transcript.append(after)
-                question = _secret_question(after, recent, hop)
-                key = (question.hop, question.kind)
-                asked[key] += 1
-                if asked[key] > MAX_TRIES:
-                    child.close(force=True)
-                    what = "password" if question.kind == "password" else "code"
-                    failure = Failure.JUMP_AUTH if hop.role == "jump" else Failure.WS_AUTH
-                    raise ConnectError(
-                        failure,
-                        f"{question.hop} refused the {what} {MAX_TRIES} times; stopped before the "
-                        "account gets locked",
-                        "check your CAE username and password (and the code's clock), then try again later",
-                    )
-                answer = prompter.secret(
-                    SecretQuestion(question.prompt, question.hop, question.kind, asked[key])
-                )
-                if answer is None:
-                    child.close(force=True)
-                    raise ConnectError(
-                        Failure.PASSWORD_NEEDED,
-                        f"{question.hop} asks for a {question.kind}, and none was given",
-                        "run wa-onboard setup in a terminal (it installs the key so that no password "
-                        "is needed), or give it with --password-stdin",
-                    )
-                sent.append(answer)
-                child.sendline(answer)
-                chunk_start = len("".join(transcript))
-        except BaseException:
-            if child.isalive():
-                child.close(force=True)
-            raise
-        finally:
-            sent.clear()
+        transcript.converse(
+            child, marker, hop, self.jump_hop, prompter, interactive=interactive, timeout=self.login_timeout
+        )
         master = _Master(hop, child)
         master.reader = threading.Thread(
             target=self._drain, args=(master,), name=f"ssh-{hop.alias}", daemon=True
@@ -458,18 +218,6 @@ class OpenSshEngine:
         with self._lock:
             self._masters[hop.role] = master
         master.reader.start()
-
-    def _answer_host_key(self, child: Any, hop: Hop, text: str, prompter: Prompter) -> None:
-        match = _HOSTKEY_QUESTION.search(text)
-        body = match.group("body") if match else text
-        host = match.group("host").split(" (")[0] if match else hop.host
-        fp = _FINGERPRINT.search(body)
-        question = HostKeyQuestion(
-            host=host,
-            key_type=fp.group("type") if fp else "unknown",
-            fingerprint=fp.group("fp") if fp else "",
-        )
-        child.sendline("yes" if fp and prompter.confirm(question) else "no")
 
     def _drain(self, master: _Master) -> None:
         """Read the master's pty until it ends, so ssh never blocks on a full terminal buffer."""
@@ -502,16 +250,7 @@ class OpenSshEngine:
         for hop in (self.jump_hop, self.ws_hop):
             if hop.role not in self._reused:
                 continue
-            argv = self._argv(
-                hop,
-                "-o", "ControlMaster=no",
-                "-o", "ControlPath=none",
-                "-o", "BatchMode=yes",
-                "-o", "IdentitiesOnly=yes",
-                "-o", "PreferredAuthentications=publickey",
-                "-i", str(paths.key_file()),
-                "-T",
-            )  # fmt: skip
+            argv = sshcmd.key_check_argv(self.ssh, self.config, hop.alias, str(paths.key_file()))
             try:
                 done = subprocess.run(
                     [*argv, "true"], capture_output=True, timeout=60, stdin=subprocess.DEVNULL, check=False
@@ -523,7 +262,7 @@ class OpenSshEngine:
         return True
 
     def _shell_argv(self, hop: Hop) -> list[str]:
-        return self._argv(hop, "-o", "BatchMode=yes", "-o", "ControlMaster=no", "-T")
+        return sshcmd.shell_argv(self.ssh, self.config, hop.alias)
 
     def workstation(self) -> RemoteShell:
         return SubprocessShell(self._shell_argv(self.ws_hop))
@@ -531,7 +270,7 @@ class OpenSshEngine:
     def jump(self) -> RemoteShell:
         return SubprocessShell(self._shell_argv(self.jump_hop))
 
-    def ping(self, timeout: float = 5.0) -> bool:
+    def ping(self, timeout: float = 5.0) -> bool | None:
         """One round trip to the workstation over the master: is the path alive end to end?"""
         try:
             done = subprocess.run(
@@ -599,40 +338,6 @@ class OpenSshEngine:
             time.sleep(0.05)
         for pid in left:
             _kill(pid)
-
-
-def _timed_out(hop: Hop, seconds: float, transcript: str) -> ConnectError:
-    return ConnectError(
-        Failure.TIMEOUT,
-        f"{hop.host} did not answer within {int(seconds)} s",
-        "check your network; the host may be overloaded",
-        detail=_last_meaningful_line(transcript),
-    )
-
-
-def _secret_question(after: str, recent: str, hop: Hop) -> SecretQuestion:
-    """What the prompt asks, who asks, and the kind of secret, from the text ssh printed."""
-    line = after.strip()
-    match = _PASSWORD_PROMPT.search(after)
-    if match:
-        return SecretQuestion(line, match.group("who"), "password")
-    prefixed = _KBD_PREFIX.match(line)
-    who = prefixed.group("who") if prefixed else hop.who
-    prompt = line[prefixed.end() :] if prefixed else line
-    instructions = [
-        ln.strip()
-        for ln in recent.replace("\r", "").splitlines()
-        if ln.strip() and not _NOISE.match(ln.strip())
-    ]
-    text = "\n".join([*instructions[-8:], prompt]) if OTP_WORDS.search(prompt) else prompt
-    return SecretQuestion(text, who, secret_kind(prompt))
-
-
-def _scrub(text: str, secrets_sent: list[str]) -> str:
-    for value in secrets_sent:
-        if value:
-            text = text.replace(value, "******")
-    return text
 
 
 def _control_sockets_exist() -> bool:

@@ -1,12 +1,12 @@
-"""How the doctor calls the OpenSSH client: our own config file and aliases (core.tunnel.sshfiles), and
-nothing that could ever prompt a person.
+"""Running the OpenSSH client quietly (the doctor's way): our own config file and aliases, and nothing
+that could ever prompt a person.
 
 ``-o`` options reach only the final host, never a ProxyJump hop, and the jump hop of a ProxyJump
 may even start a persistent control master of its own (our config says ``ControlMaster auto``).
 So for the workstation the doctor replaces ProxyJump with an explicit ProxyCommand that carries
 BatchMode and, for a fresh login, ``ControlPath=none``: both hops are then really tested, and the
 doctor leaves no connection behind. Every ssh also runs without a controlling terminal and with
-``SSH_ASKPASS_REQUIRE=never``.
+``SSH_ASKPASS_REQUIRE=never``. The command lines themselves are tunnel/sshcmd's.
 """
 
 from __future__ import annotations
@@ -17,11 +17,10 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-from wa_onboard.core.tunnel import sshfiles
+from wa_onboard.core.tunnel import sshcmd, sshfiles
 
 #: ProxyJump (``-J``) arrived in OpenSSH 7.3
 MIN_VERSION = (7, 3)
-CONNECT_TIMEOUT = 8
 
 
 def alias(profile_name: str, role: str) -> str:
@@ -29,31 +28,13 @@ def alias(profile_name: str, role: str) -> str:
     return names.jump if role == "jump" else names.ws
 
 
-def quiet_env() -> dict[str, str]:
-    """The environment for every ssh the doctor runs: nothing that could ask a person."""
-    env = dict(os.environ)
-    env.pop("DISPLAY", None)
-    env.pop("SSH_ASKPASS", None)
-    env["SSH_ASKPASS_REQUIRE"] = "never"
-    return env
-
-
-def _options(fresh: bool) -> list[str]:
-    opts = ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={CONNECT_TIMEOUT}", "-o", "ControlMaster=no"]
-    if fresh:
-        opts += ["-o", "ControlPath=none"]
-    return opts
-
-
 def ssh_argv(profile_name: str, role: str, *, fresh: bool) -> list[str]:
     """``ssh -F <our config> ... <alias>``. ``fresh``: a new login on every hop; otherwise ride the
     live control master when there is one (and never start one)."""
-    cfg = str(sshfiles.config_path())
-    argv = ["ssh", "-F", cfg, *_options(fresh)]
+    proxy = None
     if role != "jump":
-        proxy = sshfiles.proxy_command(alias(profile_name, "jump"), *_options(fresh))
-        argv += ["-o", "ProxyJump=none", "-o", f"ProxyCommand={proxy}"]
-    return [*argv, alias(profile_name, role)]
+        proxy = sshfiles.proxy_command(alias(profile_name, "jump"), *sshcmd.quiet_options(fresh))
+    return sshcmd.quiet_argv(str(sshfiles.config_path()), alias(profile_name, role), fresh=fresh, proxy=proxy)
 
 
 def run_quiet(argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
@@ -63,7 +44,7 @@ def run_quiet(argv: list[str], timeout: float) -> subprocess.CompletedProcess[st
         capture_output=True,
         text=True,
         stdin=subprocess.DEVNULL,
-        env=quiet_env(),
+        env=sshcmd.quiet_env(),
         timeout=timeout,
         start_new_session=os.name == "posix",
         check=False,
@@ -104,11 +85,11 @@ def effective_options(profile_name: str, role: str) -> dict[str, list[str]]:
     """What ssh would really use for an alias (``ssh -G``): option -> values, lowercase keys.
     Raises ValueError with ssh's complaint when the file does not parse."""
     out = subprocess.run(
-        ["ssh", "-G", "-F", str(sshfiles.config_path()), alias(profile_name, role)],
+        sshcmd.effective_argv(str(sshfiles.config_path()), alias(profile_name, role)),
         capture_output=True,
         text=True,
         timeout=10,
-        env=quiet_env(),
+        env=sshcmd.quiet_env(),
         stdin=subprocess.DEVNULL,
         check=False,
     )
@@ -123,10 +104,9 @@ def effective_options(profile_name: str, role: str) -> dict[str, list[str]]:
 
 def master_alive(profile_name: str) -> bool:
     """A control master for the workstation is up (the tunnel's connection): a local socket check."""
+    argv = sshcmd.control_argv("ssh", str(sshfiles.config_path()), alias(profile_name, "ws"), "check")
     try:
-        out = run_quiet(
-            ["ssh", "-F", str(sshfiles.config_path()), "-O", "check", alias(profile_name, "ws")], timeout=5
-        )
+        out = run_quiet(argv, timeout=5)
     except (OSError, subprocess.TimeoutExpired):
         return False
     return out.returncode == 0
