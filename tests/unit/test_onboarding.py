@@ -24,8 +24,20 @@ from wa_onboard.core.prompts import ConfirmQuestion, HostKeyQuestion, NoPrompter
 from wa_onboard.core.remote import RemoteResult
 from wa_onboard.core.results import StepStatus
 from wa_onboard.core.setup import conda_scripts as cs
-from wa_onboard.core.setup import onboarding as ob
-from wa_onboard.core.setup.plan import PlanEvent, StepContext, StepError, StepOutput, plan_succeeded, run_step
+from wa_onboard.core.setup import env_scripts as es
+from wa_onboard.core.setup import kernel_scripts as ks
+from wa_onboard.core.setup import run as setup_run
+from wa_onboard.core.setup import steps_conda as sc
+from wa_onboard.core.setup.plan import (
+    PlanEvent,
+    SetupOptions,
+    SetupOutcome,
+    StepContext,
+    StepError,
+    StepOutput,
+    plan_succeeded,
+    run_step,
+)
 
 
 class Answers:
@@ -49,9 +61,12 @@ def ws(tmp_path: Path) -> Workstation:
     return make_workstation(tmp_path)
 
 
-def context(ws: Workstation, profile: Profile | None = None, **kw: object) -> StepContext:
-    ctx = StepContext(profile=profile or Profile(user="bbadger"), **kw)  # type: ignore[arg-type]
-    ctx.state["workstation"] = ws.shell()
+def context(
+    ws: Workstation, profile: Profile | None = None, repair: bool = False, **kw: object
+) -> StepContext:
+    options = SetupOptions(repair=repair)
+    ctx = StepContext(profile=profile or Profile(user="bbadger"), options=options, **kw)  # type: ignore[arg-type]
+    ctx.run.workstation = ws.shell()
     return ctx
 
 
@@ -61,7 +76,7 @@ def fake_conda(ws: Workstation) -> cs.CondaLocation:
 
 
 def through_conda(ctx: StepContext) -> None:
-    result = run_step(ob.FindConda(), ctx)
+    result = run_step(sc.FindConda(), ctx)
     assert result.status is StepStatus.DONE, result
 
 
@@ -97,12 +112,12 @@ def test_conda_failure_picks_condas_own_error_line(lines: list[str], kind: str, 
 
 def test_member_values_reach_scripts_quoted() -> None:
     loc = cs.CondaLocation("module", "/opt/c/bin/conda", module="ana conda", envs_dirs=("/h/.conda/envs",))
-    text = cs.create_env_script(loc, "wa", "3.11")
+    text = es.create_env_script(loc, "wa", "3.11")
     assert "module load 'ana conda'" in text and "-n wa python=3.11 ipykernel" in text
-    text = cs.register_kernel_script("/h/.conda/envs/wa/bin/python", "WA", 'Robot\'s "WA" $(x)')
+    text = ks.register_kernel_script("/h/.conda/envs/wa/bin/python", "WA", 'Robot\'s "WA" $(x)')
     assert "--display-name 'Robot'\"'\"'s \"WA\" $(x)'" in text
     with pytest.raises(ValueError):
-        cs.remove_env_script("/", ["/h/.conda/envs/wa"])
+        es.remove_env_script("/", ["/h/.conda/envs/wa"])
 
 
 # ------------------------------------------------------------------------------------------ finding conda
@@ -111,7 +126,8 @@ def test_member_values_reach_scripts_quoted() -> None:
 def test_conda_on_the_login_path(ws: Workstation) -> None:
     ctx = context(ws)
     through_conda(ctx)
-    loc = ctx.state["conda"]
+    loc = ctx.run.conda
+    assert loc is not None
     assert (loc.how, loc.version, loc.root_prefix) == ("path", "24.9.2", str(ws.conda_root))
     assert loc.envs_dirs[0] == str(ws.home / ".conda" / "envs")
 
@@ -121,7 +137,7 @@ def test_conda_from_the_profiles_module_even_with_a_chatty_login(ws: Workstation
         "echo 'Welcome to CAE!'; echo 'WA found path'", module_function({"anaconda": ws.conda_bin})
     )
     ctx = context(ws)
-    result = run_step(ob.FindConda(), ctx)
+    result = run_step(sc.FindConda(), ctx)
     assert result.summary == f"conda 24.9.2 from module anaconda; base {ws.conda_root}"
 
 
@@ -130,7 +146,7 @@ def test_a_differently_named_module_is_found_and_named(ws: Workstation) -> None:
         module_function({"miniforge3/24.1": ws.conda_bin}, ["gcc/12", "python/3.11", "miniforge3/24.1"])
     )
     ctx = context(ws)
-    result = run_step(ob.FindConda(), ctx)
+    result = run_step(sc.FindConda(), ctx)
     assert "module miniforge3/24.1 (there is no module anaconda)" in result.summary
 
 
@@ -139,12 +155,12 @@ def test_common_install_folder(ws: Workstation) -> None:
     ws.write_profile()
     ctx = context(ws)
     through_conda(ctx)
-    assert ctx.state["conda"].how == "install"
+    assert ctx.run.conda is not None and ctx.run.conda.how == "install"
 
 
 def test_no_conda_anywhere_says_what_was_tried(ws: Workstation) -> None:
     ws.write_profile(module_function({}, ["gcc/12"]))
-    result = run_step(ob.FindConda(), context(ws, Profile(user="bbadger", conda_module="anaconda3/2024")))
+    result = run_step(sc.FindConda(), context(ws, Profile(user="bbadger", conda_module="anaconda3/2024")))
     assert result.status is StepStatus.FAILED and result.summary == "conda was not found on the workstation"
     assert "--conda-module" in result.hint
     assert "module load anaconda3/2024: failed" in result.detail
@@ -154,13 +170,14 @@ def test_no_conda_anywhere_says_what_was_tried(ws: Workstation) -> None:
 # ------------------------------------------------------------------------------------------ the env
 
 
-def conda_steps(ctx: StepContext) -> list[StepStatus]:
-    steps = [ob.FindConda(), ob.CreateEnv(), ob.EnsureIpykernel(), ob.RegisterKernel(), ob.VerifyKernel()]
+def conda_steps(ctx: StepContext, summaries: dict[str, str] | None = None) -> list[StepStatus]:
+    steps = [sc.FindConda(), sc.CreateEnv(), sc.EnsureIpykernel(), sc.RegisterKernel(), sc.VerifyKernel()]
     statuses = []
     for step in steps:
         result = run_step(step, ctx)
         statuses.append(result.status)
-        ctx.state[f"{step.id}_summary"] = result.summary
+        if summaries is not None:
+            summaries[step.id] = result.summary
         if result.status is StepStatus.FAILED:
             raise AssertionError(result)
     return statuses
@@ -170,16 +187,15 @@ def test_fresh_env_kernel_and_a_rerun_that_touches_nothing(ws: Workstation) -> N
     events: list[PlanEvent] = []
     ctx = context(ws, emit=events.append)
     S, D = StepStatus.SKIPPED, StepStatus.DONE
-    assert conda_steps(ctx) == [D, D, S, D, D]  # ipykernel came with the env
-    assert ctx.state["ipykernel_summary"] == "ipykernel 6.29.5 came with the env this run created"
+    said: dict[str, str] = {}
+    assert conda_steps(ctx, said) == [D, D, S, D, D]  # ipykernel came with the env
+    assert said["ipykernel"] == "ipykernel 6.29.5 came with the env this run created"
     prefix = ws.env_prefix("wa")
     spec = json.loads((ws.home / ".local/share/jupyter/kernels/wa/kernel.json").read_text())
     assert spec["argv"][0] == str(prefix / "bin" / "python") and spec["display_name"] == "WA"
     assert any(isinstance(e, StepOutput) and "Collecting package metadata" in e.line for e in events)
     assert not (ws.home / ".local/state/wa-onboard/conda-create-wa").exists()
-    assert re.search(
-        r"created env wa at .* \(python 3\.\d+\.\d+\) in [\d.]+ s of conda$", ctx.state["env_summary"]
-    )
+    assert re.search(r"created env wa at .* \(python 3\.\d+\.\d+\) in [\d.]+ s of conda$", said["env"])
     creates = [c for c in ws.calls() if c.startswith("create")]
     assert creates == ["create -y -n wa python=3.11 ipykernel"]
     before = os.stat(prefix / "bin" / "python", follow_symlinks=False).st_mtime_ns
@@ -207,12 +223,12 @@ def test_kernel_pointing_at_a_deleted_env_is_fixed(ws: Workstation) -> None:
     spec_path.write_text(json.dumps(spec))
     ctx = context(ws)
     through_conda(ctx)
-    assert run_step(ob.CreateEnv(), ctx).status is StepStatus.SKIPPED
-    run_step(ob.EnsureIpykernel(), ctx)
-    result = run_step(ob.RegisterKernel(), ctx)
+    assert run_step(sc.CreateEnv(), ctx).status is StepStatus.SKIPPED
+    run_step(sc.EnsureIpykernel(), ctx)
+    result = run_step(sc.RegisterKernel(), ctx)
     assert result.status is StepStatus.DONE and "no longer exists" in result.summary
     assert json.loads(spec_path.read_text())["argv"][0] == str(ws.env_prefix("wa") / "bin" / "python")
-    assert run_step(ob.VerifyKernel(), ctx).status is StepStatus.DONE
+    assert run_step(sc.VerifyKernel(), ctx).status is StepStatus.DONE
 
 
 def broken_env(ws: Workstation) -> Path:
@@ -227,7 +243,7 @@ def test_broken_env_is_explained_and_never_rebuilt_without_repair(ws: Workstatio
     prefix = broken_env(ws)
     ctx = context(ws, prompter=Answers(confirm=True))
     through_conda(ctx)
-    result = run_step(ob.CreateEnv(), ctx)
+    result = run_step(sc.CreateEnv(), ctx)
     assert result.status is StepStatus.FAILED and "no working bin/python" in result.summary
     assert "--repair" in result.hint and (prefix / "my-notes.txt").exists()
     assert ctx.prompter.asked == []  # type: ignore[attr-defined]
@@ -238,7 +254,7 @@ def test_repair_asks_a_destructive_question_and_a_no_keeps_the_env(ws: Workstati
     prompter = Answers(confirm=False)
     ctx = context(ws, prompter=prompter, repair=True)
     through_conda(ctx)
-    result = run_step(ob.CreateEnv(), ctx)
+    result = run_step(sc.CreateEnv(), ctx)
     assert result.status is StepStatus.FAILED and "no consent" in result.summary
     (question,) = prompter.asked
     assert isinstance(question, ConfirmQuestion) and question.destructive and str(prefix) in question.detail
@@ -249,7 +265,7 @@ def test_repair_with_consent_rebuilds(ws: Workstation) -> None:
     prefix = broken_env(ws)
     ctx = context(ws, prompter=Answers(confirm=True), repair=True)
     through_conda(ctx)
-    result = run_step(ob.CreateEnv(), ctx)
+    result = run_step(sc.CreateEnv(), ctx)
     assert result.status is StepStatus.DONE and f"removed the broken env at {prefix}" in result.summary
     assert (prefix / "bin" / "python").exists() and not (prefix / "my-notes.txt").exists()
 
@@ -273,7 +289,7 @@ def test_conda_create_failure_shows_condas_line_and_removes_only_its_own_half_en
     other.mkdir(parents=True)
     ctx = context(ws)
     through_conda(ctx)
-    result = run_step(ob.CreateEnv(), ctx)
+    result = run_step(sc.CreateEnv(), ctx)
     assert result.status is StepStatus.FAILED and line in result.summary
     assert result.hint and line in result.detail
     assert not ws.env_prefix("wa").exists() and other.exists()
@@ -288,7 +304,7 @@ def test_a_failed_create_never_removes_an_env_it_did_not_make(ws: Workstation) -
     existing.mkdir(parents=True)
     (existing / "precious").write_text("x")
     ws.set_fault("packages")
-    result = ws.shell().run(cs.create_env_script(loc, "wa", "3.11"))
+    result = ws.shell().run(es.create_env_script(loc, "wa", "3.11"))
     assert result.exit_code == 1 and (existing / "precious").exists()
 
 
@@ -303,7 +319,7 @@ def test_cancel_during_create_stops_cleanly_and_a_rerun_finishes(ws: Workstation
     ctx.emit = emit
     through_conda(ctx)
     with pytest.raises(Cancelled):
-        run_step(ob.CreateEnv(), ctx)
+        run_step(sc.CreateEnv(), ctx)
     assert not ws.env_prefix("wa").exists()
     assert not (ws.home / ".local/state/wa-onboard/conda-create-wa").exists()
     ws.set_fault("")
@@ -363,11 +379,11 @@ def finished_env(ws: Workstation) -> tuple[Path, int]:
     return prefix, prefix.stat().st_ino
 
 
-def env_status(ws: Workstation) -> cs.EnvState:
+def env_status(ws: Workstation) -> es.EnvState:
     loc = fake_conda(ws)
-    result = ws.shell().run(cs.env_status_script(loc, "wa"))
+    result = ws.shell().run(es.env_status_script(loc, "wa"))
     assert result.ok, result
-    return cs.parse_env_status(cs.parse(result.stdout), loc, "wa")
+    return es.parse_env_status(cs.parse(result.stdout), loc, "wa")
 
 
 @pytest.mark.parametrize(
@@ -397,7 +413,7 @@ def test_a_finished_env_is_kept_and_a_foreign_process_is_never_signalled(
     prompter = Answers(confirm=True)
     ctx = context(ws, prompter=prompter)
     through_conda(ctx)
-    result = run_step(ob.CreateEnv(), ctx)
+    result = run_step(sc.CreateEnv(), ctx)
     assert result.status is StepStatus.DONE, result
     assert "kept the env an interrupted run's conda finished" in result.summary
     assert prompter.asked == []  # nothing to remove, nothing to ask
@@ -415,13 +431,13 @@ def test_cleanup_signals_only_a_process_that_matches_the_whole_record(
     half = ws.env_prefix("wa")
     (half / "conda-meta").mkdir(parents=True)
     leave_marker(ws, proc_record(foreign_sleep.pid))
-    out = cs.parse(ws.shell().run(cs.cleanup_unfinished_script("wa")).stdout)
+    out = cs.parse(ws.shell().run(es.cleanup_unfinished_script("wa")).stdout)
     assert out.first("not-stopped") == "gone" and not out.has("stopped")
     assert foreign_sleep.poll() is None and not half.exists()
     # the same record with the sleep's own command line is a match: that one is stopped
     leave_marker(ws, proc_record(foreign_sleep.pid, argv=["sleep", "300"]))
     assert env_status(ws).creator == "running"
-    out = cs.parse(ws.shell().run(cs.cleanup_unfinished_script("wa")).stdout)
+    out = cs.parse(ws.shell().run(es.cleanup_unfinished_script("wa")).stdout)
     assert out.first("stopped") == str(foreign_sleep.pid)
     assert foreign_sleep.wait(timeout=10) is not None
 
@@ -429,7 +445,7 @@ def test_cleanup_signals_only_a_process_that_matches_the_whole_record(
 def start_create(ws: Workstation) -> tuple[threading.Thread, list[RemoteResult], list[str]]:
     """Run the create script in a thread; return once conda runs and its record is written."""
     results: list[RemoteResult] = []
-    script = cs.create_env_script(fake_conda(ws), "wa", "3.11")
+    script = es.create_env_script(fake_conda(ws), "wa", "3.11")
     runner = threading.Thread(target=lambda: results.append(ws.shell().run(script)))
     runner.start()
     record_file = state_dir(ws) / "conda-create-wa.pid"
@@ -467,7 +483,7 @@ def test_a_conda_still_running_is_waited_for_then_its_env_kept(ws: Workstation) 
     events: list[PlanEvent] = []
     ctx = context(ws, prompter=Answers(confirm=True), emit=events.append)
     through_conda(ctx)
-    result = run_step(ob.CreateEnv(), ctx)
+    result = run_step(sc.CreateEnv(), ctx)
     assert result.status is StepStatus.DONE, result
     assert "waited for the conda create" in result.summary and "kept the env" in result.summary
     assert (ws.env_prefix("wa") / "bin/python").exists()
@@ -485,7 +501,7 @@ def test_a_half_made_env_is_removed_only_with_the_members_yes(ws: Workstation, a
     prompter = Answers(confirm=answer)
     ctx = context(ws, prompter=prompter)
     through_conda(ctx)
-    result = run_step(ob.CreateEnv(), ctx)
+    result = run_step(sc.CreateEnv(), ctx)
     (question,) = prompter.asked
     assert isinstance(question, ConfirmQuestion) and question.destructive  # so --yes never answers it
     assert str(half) in question.detail and "carproject-07" in question.detail
@@ -505,7 +521,7 @@ def test_no_prompter_means_no_removal(ws: Workstation) -> None:
     leave_marker(ws)
     ctx = context(ws)
     through_conda(ctx)
-    result = run_step(ob.CreateEnv(), ctx)
+    result = run_step(sc.CreateEnv(), ctx)
     assert result.status is StepStatus.FAILED and "not removed (no consent)" in result.summary
     assert half.exists()
 
@@ -538,8 +554,8 @@ _FINISHED = {"prefix": "/e/wa", "python_version": "3.11.9", "ipykernel": "6.29.5
     ],
 )
 def test_unfinished_decision(facts: dict[str, object], action: str, remove: tuple[str, ...]) -> None:
-    state = cs.EnvState("wa", marker=True, unfinished=("/e/wa", "/other/wa"), **facts)  # type: ignore[arg-type]
-    assert cs.unfinished_action(state) == cs.Unfinished(action, remove)
+    state = es.EnvState("wa", marker=True, unfinished=("/e/wa", "/other/wa"), **facts)  # type: ignore[arg-type]
+    assert es.unfinished_action(state) == es.Unfinished(action, remove)
 
 
 # ------------------------------------------------------------------------------------------ env outside the envs dirs
@@ -562,8 +578,9 @@ def test_a_listed_env_outside_the_envs_dirs_is_probed_where_it_is(ws: Workstatio
     site = next(scratch.glob("lib/python3*/site-packages/ipykernel"))
     shutil.rmtree(site)
     ctx = context(ws)
-    statuses = conda_steps(ctx)
-    assert statuses[1] is StepStatus.SKIPPED and str(scratch) in ctx.state["env_summary"]
+    said: dict[str, str] = {}
+    statuses = conda_steps(ctx, said)
+    assert statuses[1] is StepStatus.SKIPPED and str(scratch) in said["env"]
     assert statuses[2] is StepStatus.DONE and f"install -y -p {scratch} ipykernel" in ws.calls()
     spec = json.loads((ws.home / ".local/share/jupyter/kernels/wa/kernel.json").read_text())
     assert spec["argv"][0] == f"{scratch}/bin/python"
@@ -575,7 +592,7 @@ def test_repair_of_a_broken_env_outside_the_envs_dirs_fails_cleanly(ws: Workstat
     prompter = Answers(confirm=True)
     ctx = context(ws, prompter=prompter, repair=True)
     through_conda(ctx)
-    result = run_step(ob.CreateEnv(), ctx)  # was: ValueError from remove_env_script
+    result = run_step(sc.CreateEnv(), ctx)  # was: ValueError from remove_env_script
     assert result.status is StepStatus.FAILED and "outside conda's envs folders" in result.summary
     assert f"conda env remove -p {scratch}" in result.hint and "--env NAME" in result.hint
     assert prompter.asked == [] and scratch.exists()
@@ -606,9 +623,9 @@ def test_a_kernel_of_the_same_name_for_another_python_is_not_replaced_without_a_
     before = spec_path.read_text()
     ctx = context(ws, prompter=prompter)
     through_conda(ctx)
-    assert run_step(ob.CreateEnv(), ctx).status is StepStatus.DONE
-    run_step(ob.EnsureIpykernel(), ctx)
-    result = run_step(ob.RegisterKernel(), ctx)
+    assert run_step(sc.CreateEnv(), ctx).status is StepStatus.DONE
+    run_step(sc.EnsureIpykernel(), ctx)
+    result = run_step(sc.RegisterKernel(), ctx)
     assert result.status is StepStatus.FAILED and "not replaced (no consent)" in result.summary
     assert str(other) in result.summary and "--kernel-name NAME" in result.hint
     assert spec_path.read_text() == before
@@ -619,9 +636,9 @@ def test_a_kernel_of_the_same_name_is_replaced_after_a_yes(ws: Workstation) -> N
     prompter = Answers(confirm=True)
     ctx = context(ws, prompter=prompter)
     through_conda(ctx)
-    run_step(ob.CreateEnv(), ctx)
-    run_step(ob.EnsureIpykernel(), ctx)
-    assert run_step(ob.RegisterKernel(), ctx).status is StepStatus.DONE
+    run_step(sc.CreateEnv(), ctx)
+    run_step(sc.EnsureIpykernel(), ctx)
+    assert run_step(sc.RegisterKernel(), ctx).status is StepStatus.DONE
     (question,) = prompter.asked
     assert isinstance(question, ConfirmQuestion) and str(other) in question.detail
     assert not question.destructive  # a kernelspec is a small file: --yes may answer
@@ -629,10 +646,10 @@ def test_a_kernel_of_the_same_name_is_replaced_after_a_yes(ws: Workstation) -> N
 
 
 def test_low_space_is_a_warning(ws: Workstation, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cs, "LOW_SPACE_KB", 1 << 60)
+    monkeypatch.setattr(es, "LOW_SPACE_KB", 1 << 60)
     ctx = context(ws)
     through_conda(ctx)
-    result = run_step(ob.CreateEnv(), ctx)
+    result = run_step(sc.CreateEnv(), ctx)
     assert result.status is StepStatus.DONE and "warning: only" in result.summary
 
 
@@ -644,7 +661,7 @@ def test_key_install_appends_once_with_private_modes(ws: Workstation) -> None:
     auth.parent.mkdir(mode=0o755)
     auth.write_text("ssh-rsa AAAA other@laptop")  # no newline at the end
     key = "ssh-ed25519 AAAAC3Nza wa-onboard@laptop"
-    outs = [cs.parse(ws.shell().run(cs.install_key_script(key)).stdout).first("key") for _ in range(2)]
+    outs = [cs.parse(ws.shell().run(ks.install_key_script(key)).stdout).first("key") for _ in range(2)]
     assert outs == ["added", "present"]
     assert auth.read_text().splitlines() == ["ssh-rsa AAAA other@laptop", key]
     assert auth.stat().st_mode & 0o777 == 0o600 and auth.parent.stat().st_mode & 0o777 == 0o700
@@ -654,42 +671,45 @@ def test_key_install_works_from_a_non_bash_login_shell(ws: Workstation) -> None:
     from wa_onboard.core.remote import SubprocessShell
 
     shell = SubprocessShell(["env", f"HOME={ws.home}", "dash", "-c", 'eval "$1"', "ssh"])
-    assert shell.run(cs.install_key_script("ssh-ed25519 AAAA k")).ok
+    assert shell.run(ks.install_key_script("ssh-ed25519 AAAA k")).ok
     assert (ws.home / ".ssh/authorized_keys").read_text() == "ssh-ed25519 AAAA k\n"
 
 
 # ------------------------------------------------------------------------------------------ the whole plan
 
 
-def plan_ctx(ws: Workstation, prompter: object, opened: list[str]) -> tuple[StepContext, ob.SetupOptions]:
-    ctx = StepContext(profile=Profile(user="bbadger"), prompter=prompter)  # type: ignore[arg-type]
-    options = ob.SetupOptions(
+def plan_options(ws: Workstation, opened: list[str]) -> SetupOptions:
+    return SetupOptions(
         engine_factory=lambda profile, name: FakeEngine(ws),  # type: ignore[arg-type,return-value]
         open_url=lambda url: opened.append(url) is None,
         start_tunnel=lambda profile, name: "tunnel up at http://localhost:8001/jupyter/",
         tunnel_up=lambda profile, name: None,
     )
-    return ctx, options
+
+
+def run_plan(options: SetupOptions, prompter: object) -> SetupOutcome:
+    """The whole run as a front end starts it."""
+    return setup_run.setup(Profile(user="bbadger"), options, prompter)  # type: ignore[arg-type]
 
 
 def test_whole_plan_then_a_rerun_without_password(ws: Workstation) -> None:
     opened: list[str] = []
     prompter = Answers(password="pw")
-    ctx, options = plan_ctx(ws, prompter, opened)
-    steps = ob.build_plan()
-    results = ob.run_setup(ctx, options, steps)
-    assert plan_succeeded(results, steps), results
+    options = plan_options(ws, opened)
+    steps = setup_run.build_plan()
+    outcome = run_plan(options, prompter)
+    results = list(outcome.results)
+    assert outcome.succeeded and plan_succeeded(results, steps), results
     assert [r.step_id for r in results] == [s.id for s in steps] and len(steps) == 11
-    assert opened == ["http://localhost:8001/jupyter/"] and ctx.state["browser_opened"]  # the tunnel's port
+    assert opened == ["http://localhost:8001/jupyter/"] and outcome.browser_opened  # the tunnel's port
+    assert outcome.url == "http://localhost:8001/jupyter/"
     assert "wa-onboard status" in results[9].summary
     assert sum(isinstance(q, SecretQuestion) for q in prompter.asked) == 2  # both hops, one password
     assert len((ws.home / ".ssh/authorized_keys").read_text().splitlines()) == 1
 
-    rerun = NoPrompter()
-    ctx, options = plan_ctx(ws, rerun, opened)
-    results = ob.run_setup(ctx, options, steps)
-    assert plan_succeeded(results, steps)
-    statuses = {r.step_id: r.status for r in results}
+    outcome = run_plan(plan_options(ws, opened), NoPrompter())
+    assert outcome.succeeded
+    statuses = {r.step_id: r.status for r in outcome.results}
     checks = ("profile", "conda", "verify", "tunnel", "browser")
     assert all(statuses[s] is StepStatus.SKIPPED for s in statuses if s not in checks)
     assert len((ws.home / ".ssh/authorized_keys").read_text().splitlines()) == 1
@@ -698,14 +718,11 @@ def test_whole_plan_then_a_rerun_without_password(ws: Workstation) -> None:
 def test_a_new_key_is_installed_even_when_a_running_tunnel_logs_in(ws: Workstation) -> None:
     """A login through the running tunnel's connection is no proof the key works: the new key is
     installed, else setup says done and the next tunnel of its own cannot log in."""
-    opened: list[str] = []
-    ctx, options = plan_ctx(ws, Answers(password="pw"), opened)
     options = dataclasses.replace(
-        options,
+        plan_options(ws, []),
         engine_factory=lambda profile, name: FakeEngine(ws, tunnel_running=True),  # type: ignore[arg-type,return-value]
     )
-    steps = ob.build_plan()
-    results = {r.step_id: r for r in ob.run_setup(ctx, options, steps)}
+    results = {r.step_id: r for r in run_plan(options, Answers(password="pw")).results}
     assert results["key-install"].status is StepStatus.DONE, results["key-install"]
     assert FakeEngine(ws)._key_installed()
 
@@ -714,9 +731,8 @@ def test_already_done_only_for_what_an_earlier_run_did(ws: Workstation) -> None:
     """A first run said "already done" for the profile check, conda, the ipykernel that came with the env
     it had just made and a --no-browser skip. Now it says so only of work found done before the run."""
     tunnels: list[str] = []
-    ctx, options = plan_ctx(ws, Answers(password="pw"), [])
     options = dataclasses.replace(
-        options,
+        plan_options(ws, []),
         no_browser=True,
         start_tunnel=lambda profile, name: (
             tunnels.append(name) or "tunnel up at http://localhost:8000/jupyter/"
@@ -725,48 +741,70 @@ def test_already_done_only_for_what_an_earlier_run_did(ws: Workstation) -> None:
             "tunnel up at http://localhost:8000/jupyter/ (pid 7)" if tunnels else None
         ),
     )
-    first = ob.run_setup(ctx, options)
+    first = run_plan(options, Answers(password="pw")).results
     assert len(first) == 11 and [r.summary for r in first if "already done" in r.summary] == []
     by_id = {r.step_id: r for r in first}
     assert by_id["browser"].summary.startswith("not opening a browser (--no-browser)")
     assert by_id["tunnel"].status is StepStatus.DONE and tunnels == ["default"]
 
-    ctx, _ = plan_ctx(ws, NoPrompter(), [])
-    again = {r.step_id: r for r in ob.run_setup(ctx, options)}
+    again = {r.step_id: r for r in run_plan(options, NoPrompter()).results}
     said = {step for step, r in again.items() if r.summary.startswith("already done: ")}
     assert said == {"key", "login", "key-install", "env", "ipykernel", "kernel", "tunnel"}
     assert tunnels == ["default"]  # not started twice
 
 
 def test_wrong_password_fails_at_login_with_the_engines_hint(ws: Workstation) -> None:
-    ctx, options = plan_ctx(ws, Answers(password="nope"), [])
-    results = ob.run_setup(ctx, options)
-    assert results[-1].step_id == "login" and results[-1].status is StepStatus.FAILED
-    assert results[-1].hint == "check your password"
+    outcome = run_plan(plan_options(ws, []), Answers(password="nope"))
+    assert outcome.failed is outcome.results[-1] and not outcome.succeeded
+    assert outcome.results[-1].step_id == "login" and outcome.results[-1].hint == "check your password"
+
+
+def test_yes_answers_host_keys_and_safe_questions_but_never_a_destructive_one() -> None:
+    """``--yes`` in the app: the run answers before the dialogs, and says each answer in the log."""
+    member = Answers(confirm=False)
+    said: list[str] = []
+    yes = setup_run.AssumeYes(member, said.append)
+    assert yes.confirm(HostKeyQuestion("wa-jump", "ED25519", "SHA256:abc"))
+    assert yes.confirm(ConfirmQuestion("Add an Include line?"))
+    assert not yes.confirm(ConfirmQuestion("Delete the env?", destructive=True))  # the member's no
+    assert yes.secret(SecretQuestion("Password:", "me@jump")) == "pw"  # secrets still go to the member
+    assert [type(q).__name__ for q in member.asked] == ["ConfirmQuestion", "SecretQuestion"]
+    assert said == [
+        "trusted the host key of wa-jump (--yes): ED25519 SHA256:abc",
+        "Add an Include line? yes (--yes)",
+    ]
+
+    events: list[PlanEvent] = []
+    ctx = setup_run.new_context(Profile(), SetupOptions(assume_yes=True), Answers(), events.append)
+    assert isinstance(ctx.prompter, setup_run.AssumeYes) and ctx.prompter.say == ctx.output
+    assert not isinstance(
+        setup_run.new_context(Profile(), SetupOptions(), Answers(), events.append).prompter,
+        setup_run.AssumeYes,
+    )
 
 
 def test_a_second_setup_for_the_same_profile_is_refused() -> None:
-    with ob.setup_lock("default"):
+    with setup_run.setup_lock("default"):
         with (
-            pytest.raises(ob.SetupBusy, match="another setup for profile 'default' is running"),
-            ob.setup_lock("default"),
+            pytest.raises(setup_run.SetupBusy, match="another setup for profile 'default' is running"),
+            setup_run.setup_lock("default"),
         ):
             pass
-        with ob.setup_lock("other"):
+        with setup_run.setup_lock("other"):
             pass
-    with ob.setup_lock("default"):
+    with setup_run.setup_lock("default"):
         pass
 
 
 def test_lock_is_held_across_threads_of_one_process_too() -> None:
     got: list[str] = []
-    with ob.setup_lock("default"):
+    with setup_run.setup_lock("default"):
 
         def second() -> None:
             try:
-                with ob.setup_lock("default"):
+                with setup_run.setup_lock("default"):
                     got.append("ran")
-            except ob.SetupBusy:
+            except setup_run.SetupBusy:
                 got.append("busy")
 
         t = threading.Thread(target=second)
