@@ -17,7 +17,7 @@ from wa_onboard import __version__
 from wa_onboard.context import CommandContext, profile_changes
 from wa_onboard.core import validate
 from wa_onboard.core.errors import InvalidInput, WaError
-from wa_onboard.core.profile import DEFAULT_PROFILE, ProfileStore, UnknownProfile
+from wa_onboard.core.profile import DEFAULT_PROFILE, ProfileStore, UnknownProfile, command_line
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -160,8 +160,7 @@ def require_known_profile(ctx: CommandContext) -> None:
         command in ("status", "doctor", "disconnect") or (command == "connect" and ctx.args.user)
     ):
         return
-    flag = "" if name == DEFAULT_PROFILE else f" --profile {name}"
-    setup = f"wa-onboard{flag} setup --user YOUR_CAE_USERNAME"
+    setup = command_line(name, "setup --user YOUR_CAE_USERNAME")
     if names:
         raise UnknownProfile(
             f"no profile named {validate.shown(name)} (known: {', '.join(map(_shown_name, names))})",

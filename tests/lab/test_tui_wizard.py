@@ -13,7 +13,7 @@ import shlex
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -91,10 +91,15 @@ def pane_factory(lab: Lab, laptop_home: Path, monkeypatch: pytest.MonkeyPatch) -
 
 
 def start_wizard(
-    lab: Lab, member: Member, laptop_home: Path, pane_factory: PaneFactory, **fields: str
+    lab: Lab,
+    member: Member,
+    laptop_home: Path,
+    pane_factory: PaneFactory,
+    args: Sequence[str] = (),
+    **fields: str,
 ) -> tuple[Pane, Path, Profile]:
-    """``wa-onboard`` with the lab's hosts stored (as ``setup --host ...`` would) and no user yet, so
-    it opens the wizard; the member types only their username."""
+    """``wa-onboard [ARGS]`` with the lab's hosts stored (as ``setup --host ...`` would) and no user yet,
+    so it opens the wizard; the member types only their username."""
     config = laptop_home / ".config" / "wa-onboard" / "config.toml"
     lab_profile = Profile(
         jump=lab.jump_host, host=lab.ws_host, remote_port=lab.hub_port, base_url=lab.base_url
@@ -106,7 +111,7 @@ def start_wizard(
         "TERM": "xterm-256color",
         "WA_ONBOARD_CONFIG": str(config),
     }
-    pane = pane_factory(lab.laptop_cmd(wa_argv()), env)
+    pane = pane_factory(lab.laptop_cmd(wa_argv(*args)), env)
 
     pane.wait_for("Welcome!", timeout=30)
     pane.keys("Enter")
@@ -186,6 +191,19 @@ def test_the_paramiko_engine_in_the_app_asks_the_password_once(
     answered = answer_until_done(pane, mfa_member)
     assert answered.count("Campus password") == 1, answered
     assert "Verification code" in answered
+    pane.keys("q")
+    pane.wait_for("EXIT=0", timeout=60)
+
+
+def test_setup_yes_in_the_app_answers_what_it_answers_on_the_command_line(
+    lab: Lab, member: Member, laptop_home: Path, pane_factory: PaneFactory
+) -> None:
+    """``wa-onboard setup --yes`` at a terminal opens the app: the new host keys and the ~/.ssh/config
+    line are answered yes with no dialog, as ``setup --no-tui --yes`` does; the password is still asked."""
+    pane, _, _ = start_wizard(lab, member, laptop_home, pane_factory, ("setup", "--yes"))
+    answered = answer_until_done(pane, member)
+    assert answered == ["Campus password"], answered
+    assert "Include " in (laptop_home / ".ssh" / "config").read_text()  # the consent --yes gave
     pane.keys("q")
     pane.wait_for("EXIT=0", timeout=60)
 

@@ -13,7 +13,8 @@ from wa_onboard.core.errors import WaError
 from wa_onboard.core.profile import Profile
 from wa_onboard.core.prompts import NoPrompter
 from wa_onboard.core.results import StepResult, StepStatus, TunnelState
-from wa_onboard.tui.backend import RealBackend, SetupOutcome, UnavailableTunnel
+from wa_onboard.core.setup.plan import SetupOutcome
+from wa_onboard.tui.backend import RealBackend, UnavailableTunnel
 
 
 def test_real_backend_lists_the_core_plan() -> None:
@@ -91,17 +92,20 @@ def test_a_broken_config_file_is_one_line_before_any_screen(tmp_path: Path) -> N
 
 def test_setup_flags_reach_the_plan(monkeypatch: pytest.MonkeyPatch) -> None:
     """--yes, --repair and --no-browser given to `setup` reach the core through the app's backend."""
-    from wa_onboard.core.setup import onboarding
+    from wa_onboard.core.setup import run
 
     seen: dict[str, object] = {}
 
-    def fake_run_setup(ctx, options, steps):  # type: ignore[no-untyped-def]
+    def fake_setup(profile, options, prompter, emit, cancel):  # type: ignore[no-untyped-def]
         seen.update(
-            yes=ctx.assume_yes, repair=ctx.repair, no_browser=options.no_browser, name=options.profile_name
+            yes=options.assume_yes,
+            repair=options.repair,
+            no_browser=options.no_browser,
+            name=options.profile_name,
         )
-        return []
+        return SetupOutcome((), 11, profile.url)
 
-    monkeypatch.setattr(onboarding, "run_setup", fake_run_setup)
+    monkeypatch.setattr(run, "setup", fake_setup)
     backend = RealBackend(assume_yes=True, repair=True, no_browser=True)
     backend.run_setup("ws7", Profile(user="bbadger"), NoPrompter(), lambda e: None, threading.Event())
     assert seen == {"yes": True, "repair": True, "no_browser": True, "name": "ws7"}
@@ -109,3 +113,31 @@ def test_setup_flags_reach_the_plan(monkeypatch: pytest.MonkeyPatch) -> None:
         "default", Profile(user="bbadger"), NoPrompter(), lambda e: None, threading.Event()
     )
     assert seen == {"yes": False, "repair": False, "no_browser": False, "name": "default"}
+
+
+def test_setup_yes_reaches_the_apps_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`wa-onboard setup --yes` in a terminal opens the app with a backend that answers --yes."""
+    import argparse
+
+    import wa_onboard.tui as tui
+    from wa_onboard.tui import app
+
+    made: list[RealBackend] = []
+
+    def fake_make_app(backend, store, name, profile, wizard=False):  # type: ignore[no-untyped-def]
+        made.append(backend)
+        return None
+
+    class Ctx:
+        args = argparse.Namespace(yes=True, repair=False, no_browser=True)
+        store = None
+        profile_name = "default"
+
+        def load_profile(self, save_flags: bool = False) -> Profile:
+            return Profile(user="bbadger")
+
+    monkeypatch.setattr(app, "make_app", fake_make_app)
+    monkeypatch.setattr(tui, "run_app", lambda a: 0)
+    assert tui.launch_setup(Ctx()) == 0  # type: ignore[arg-type]
+    (backend,) = made
+    assert (backend.assume_yes, backend.repair, backend.no_browser) == (True, False, True)

@@ -3,7 +3,7 @@
 The app's screens were once tested only against the fake, whose check ids had no dots: the real
 diagnostics screen crashed on every open while every test passed. So every id, name and text the
 fake feeds the app is checked here against the real modules: the plan's steps
-(``core.setup.onboarding.build_plan``), the doctor's registry and runner, and the string templates in the
+(``core.setup.build_plan``), the doctor's registry and runner, and the string templates in the
 modules that produce each text (an f-string's fields match any text). A fake text that no real
 template can produce fails, naming the text and the module it should come from.
 """
@@ -24,7 +24,7 @@ from wa_onboard.core.doctor import REGISTRY, checks_local, checks_remote, checks
 from wa_onboard.core.profile import Profile
 from wa_onboard.core.prompts import ConfirmQuestion, HostKeyQuestion, SecretQuestion
 from wa_onboard.core.results import CheckStatus, TunnelState
-from wa_onboard.core.setup import conda_scripts, onboarding
+from wa_onboard.core.setup import build_plan, conda_scripts, steps_conda, steps_finish, steps_ssh
 from wa_onboard.core.setup.plan import Step
 from wa_onboard.core.tunnel import sshfiles, supervisor
 from wa_onboard.core.tunnel.engines import hops
@@ -34,6 +34,8 @@ from wa_onboard.tui import fake
 ROOT = Path(__file__).resolve().parents[2]
 CONDA_STANDIN = ROOT / "tests" / "lab" / "conda_standin" / "conda"
 ANY = "\x00"  # stands for an f-string field while a template is assembled
+#: the modules the plan's steps live in: every text a step says comes from one of them
+STEP_MODULES = (steps_ssh, steps_conda, steps_finish)
 
 
 @dataclass(frozen=True)
@@ -93,12 +95,12 @@ def assert_produced(texts: Iterable[tuple[str, str]], real: Templates) -> None:
 
 
 def test_the_fake_plan_is_the_real_plan() -> None:
-    real = [(s.id, s.title) for s in onboarding.build_plan(Profile(user="bbadger"))]
+    real = [(s.id, s.title) for s in build_plan()]
     assert [(s.id, s.title) for s in fake.demo_steps()] == real
 
 
 def test_step_summaries_are_the_plans_own() -> None:
-    real = templates(onboarding)
+    real = templates(*STEP_MODULES)
     texts = [(f"step {s.id}", s.skip or s.not_needed or s.summary) for s in fake.demo_steps()]
     assert all(text for _, text in texts), "every real step says what it did"
     assert_produced(texts, real)
@@ -107,7 +109,7 @@ def test_step_summaries_are_the_plans_own() -> None:
 def test_the_fake_skips_only_steps_the_real_plan_can_skip() -> None:
     """A first run shows "already done" only where a real step can say so (its own ``done``): the profile
     check and finding conda run every time, so the fake may not show them "already done" either."""
-    real = {s.id: type(s) for s in onboarding.build_plan(Profile(user="bbadger"))}
+    real = {s.id: type(s) for s in build_plan()}
     for step in fake.demo_steps():
         if step.skip or step.not_needed:
             assert real[step.id].done is not Step.done, f"step {step.id}: the real one is never skipped"
@@ -115,7 +117,7 @@ def test_the_fake_skips_only_steps_the_real_plan_can_skip() -> None:
 
 def test_the_failure_is_what_the_env_step_says_for_condas_error() -> None:
     message, hint, detail = fake.conda_failure()
-    assert_produced([("failure", message)], templates(onboarding))
+    assert_produced([("failure", message)], templates(*STEP_MODULES))
     failure = conda_scripts.conda_failure(detail.splitlines(), python="3.99")
     assert (message, hint) == (f"conda create failed: {failure.line}", failure.hint)
 
@@ -132,7 +134,7 @@ def test_the_log_shows_what_conda_prints() -> None:
     assert steps_with_output == ["env"], "only conda's create streams into the log in a first run"
     for message, fraction in env.progress:
         assert fraction is None, "conda's progress has no fraction"
-        assert_produced([("progress", message)], templates(onboarding))
+        assert_produced([("progress", message)], templates(*STEP_MODULES))
 
 
 def _with_line_parts(real: Templates) -> Templates:

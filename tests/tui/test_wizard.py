@@ -19,7 +19,7 @@ from tests.tui.scenes import (
     wait_for,
 )
 from wa_onboard.core.profile import Profile, ProfileStore
-from wa_onboard.core.prompts import SecretQuestion
+from wa_onboard.core.prompts import ConfirmQuestion, SecretQuestion
 from wa_onboard.core.results import StepStatus
 from wa_onboard.tui import exit_status, say_goodbye
 from wa_onboard.tui.app import make_app
@@ -64,6 +64,37 @@ def test_first_run_goes_from_welcome_to_done_and_saves_the_profile(tmp_path: Pat
     saved = store.load("default")
     assert saved is not None and saved.user == "bbadger"
     assert "s3cret-pw" not in store.path.read_text()
+
+
+def test_setup_yes_answers_in_the_app_what_it_answers_on_the_command_line(tmp_path: Path) -> None:
+    """`setup --yes` in the app: the host key and the ~/.ssh/config line are answered yes with no
+    dialog (each answer said in the log), as the command line's --yes does; the password and a
+    destructive question still ask the member."""
+    steps = demo_steps()
+    env = next(s for s in steps if s.id == "env")
+    env.questions = [ConfirmQuestion("Delete and rebuild the env wa?", "It is broken.", destructive=True)]
+    fake = FakeBackend(steps=steps, assume_yes=True)
+    dialogs = ("SecretModal", "HostKeyModal", "ConfirmModal")
+
+    async def scenario() -> None:
+        app = make_app(fake, ProfileStore(tmp_path / "config.toml"))
+        async with app.run_test(size=(80, 24)) as pilot:
+            await through_form(pilot, "bbadger")
+            await wait_for(pilot, lambda: screen_name(app) in dialogs, "the first dialog")
+            assert screen_name(app) == "SecretModal"  # no host-key or ~/.ssh/config dialog before it
+            await answer_password(pilot, "s3cret-pw")
+            await wait_for(pilot, lambda: screen_name(app) in dialogs, "the destructive question")
+            assert screen_name(app) == "ConfirmModal" and app.screen.question.destructive  # type: ignore[attr-defined]
+            run = next(s for s in app.screen_stack if type(s).__name__ == "RunScreen")
+            log = "\n".join(line.text for line in run.query_one("#log", RichLog).lines)
+            assert "Add an Include line to" in log and "yes (--yes)" in log
+            assert "trusted the host key of best-tux.cae.wisc.edu (--yes): ED25519 SHA256:" in log
+            await pilot.press("y")
+            await wait_for(pilot, lambda: screen_name(app) == "DoneScreen", "the done screen")
+
+    asyncio.run(scenario())
+    answers = {s.id: s.answers for s in fake.steps if s.answers}
+    assert answers == {"key": [True], "login": [True, "s3cret-pw"], "env": [True]}
 
 
 def test_every_step_is_listed_and_ends_done_with_its_time(tmp_path: Path) -> None:

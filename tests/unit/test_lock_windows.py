@@ -1,11 +1,13 @@
-"""tunnelstate.ProfileLock's Windows branch (msvcrt), run on Linux against an msvcrt that really locks.
+"""The file lock's Windows branch (``core.filelock`` with msvcrt), run on Linux against an msvcrt that
+really locks, under both of its users: the tunnel's ProfileLock and the setup lock.
 
 Why this is not a mock that proves nothing: the stand-in does what ``msvcrt.locking`` does, a
 non-blocking exclusive lock on ``nbytes`` from the file's current position that belongs to the open
 file (not to the process), failing with OSError. Linux has the same kind of lock: an open file
 description lock (F_OFD_SETLK). So a second handle in the same process is really refused, as on
-Windows; a plain fcntl/flock stand-in would have let it through. The module is loaded as a separate
-copy with ``sys.platform == "win32"``, so the real tunnelstate (and every class in it) is untouched.
+Windows; a plain fcntl/flock stand-in would have let it through. ``core.filelock`` is loaded as a
+separate copy with ``sys.platform == "win32"`` and put in place of the real one where the two locks
+look it up, so the real module is untouched.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from typing import Any
 
 import pytest
 
-import wa_onboard.core.tunnel.state as real_tunnelstate
+import wa_onboard.core.filelock as real_filelock
+from wa_onboard.core.setup import run as setup_run
+from wa_onboard.core.tunnel import state as tunnelstate
 
 fcntl: Any = pytest.importorskip("fcntl")
 if not hasattr(fcntl, "F_OFD_SETLK"):  # pragma: no cover
@@ -48,25 +52,24 @@ class RealLockingMsvcrt(types.ModuleType):
 
 
 @pytest.fixture
-def win_tunnelstate(monkeypatch: pytest.MonkeyPatch) -> tuple[Any, RealLockingMsvcrt]:
-    """A copy of tunnelstate loaded as Windows would load it, with our msvcrt."""
+def msvcrt(monkeypatch: pytest.MonkeyPatch) -> RealLockingMsvcrt:
+    """A copy of core.filelock loaded as Windows would load it, with our msvcrt, used by both locks."""
     fake = RealLockingMsvcrt()
     monkeypatch.setitem(sys.modules, "msvcrt", fake)
-    spec = importlib.util.spec_from_file_location("tunnelstate_win32", real_tunnelstate.__file__)
+    spec = importlib.util.spec_from_file_location("filelock_win32", real_filelock.__file__)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up while it loads
     with monkeypatch.context() as patch:
         patch.setattr(sys, "platform", "win32")
         spec.loader.exec_module(module)
     assert module.msvcrt is fake and "fcntl" not in vars(module)  # the Windows branch was taken
-    return module, fake
+    monkeypatch.setattr(tunnelstate, "filelock", module)
+    monkeypatch.setattr(setup_run, "filelock", module)
+    return fake
 
 
-def test_msvcrt_lock_is_one_byte_at_offset_0_and_refuses_a_second_handle(
-    win_tunnelstate: tuple[Any, RealLockingMsvcrt],
-) -> None:
-    ts, msvcrt = win_tunnelstate
+def test_msvcrt_lock_is_one_byte_at_offset_0_and_refuses_a_second_handle(msvcrt: RealLockingMsvcrt) -> None:
+    ts = tunnelstate
     lock = ts.ProfileLock("default")
     lock.acquire()
     assert msvcrt.calls == [(0, LK_NBLCK, 1)]
@@ -86,6 +89,17 @@ def test_msvcrt_lock_is_one_byte_at_offset_0_and_refuses_a_second_handle(
     assert msvcrt.calls == [
         (0, m, 1) for m in (LK_NBLCK, LK_NBLCK, LK_NBLCK, LK_UNLCK, LK_NBLCK, LK_UNLCK, LK_NBLCK, LK_UNLCK)
     ]
+
+
+def test_the_setup_lock_on_windows_refuses_a_second_setup(msvcrt: RealLockingMsvcrt) -> None:
+    with setup_run.setup_lock("default"):
+        with pytest.raises(setup_run.SetupBusy), setup_run.setup_lock("default"):
+            pass
+        with setup_run.setup_lock("other"):
+            pass
+    with setup_run.setup_lock("default"):
+        pass
+    assert msvcrt.calls[:2] == [(0, LK_NBLCK, 1), (0, LK_NBLCK, 1)]  # byte 0, whatever the file holds
 
 
 def test_the_stand_in_really_excludes(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from tests.unit.normal_user import normal_home, run_as_normal_user
 from wa_onboard.core import paths
-from wa_onboard.core.setup import onboarding
+from wa_onboard.core.setup import run as setup_run
 
 
 def mode(path: Path) -> int:
@@ -76,11 +76,11 @@ def test_a_normal_user_writes_into_a_sticky_shared_folder(tmp_path: Path) -> Non
 
 
 def test_the_setup_lock_is_0600(isolated_home: Path, umask_022: object) -> None:
-    with onboarding.setup_lock("default"):
-        assert mode(onboarding.lock_path("default")) == 0o600
-    lock = onboarding.lock_path("default")
+    with setup_run.setup_lock("default"):
+        assert mode(setup_run.lock_path("default")) == 0o600
+    lock = setup_run.lock_path("default")
     lock.chmod(0o644)  # as an older version left it
-    with onboarding.setup_lock("default"):
+    with setup_run.setup_lock("default"):
         assert lock.read_text() == str(os.getpid())
     assert mode(lock) == 0o600
 

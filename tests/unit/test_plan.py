@@ -40,7 +40,7 @@ class Recorder(Step):
 def test_done_steps_skip_and_failure_stops_the_plan() -> None:
     events: list[PlanEvent] = []
     steps = [Recorder("a", done="key exists"), Recorder("b"), Recorder("c", fail=True), Recorder("d")]
-    results = run_plan(steps, StepContext(profile=None, emit=events.append))
+    results = run_plan(steps, StepContext(emit=events.append))
     assert [r.status for r in results] == [StepStatus.SKIPPED, StepStatus.DONE, StepStatus.FAILED]
     assert results[0].summary == "already done: key exists" and not steps[0].ran
     assert (results[2].hint, results[2].detail) == ("do the fix", "the log line")
@@ -50,17 +50,17 @@ def test_done_steps_skip_and_failure_stops_the_plan() -> None:
 
 def test_verify_failure_fails_the_step() -> None:
     steps = [Recorder("a", verify_fails=True)]
-    results = run_plan(steps, StepContext(profile=None))
+    results = run_plan(steps, StepContext())
     assert results[0].status is StepStatus.FAILED and results[0].summary == "not there after all"
 
 
 def test_all_done_is_success() -> None:
     steps = [Recorder("a"), Recorder("b", done="yes")]
-    assert plan_succeeded(run_plan(steps, StepContext(profile=None)), steps)
+    assert plan_succeeded(run_plan(steps, StepContext()), steps)
 
 
 def test_cancel_stops_before_the_next_step() -> None:
-    ctx = StepContext(profile=None)
+    ctx = StepContext()
     ctx.cancel.set()
     with pytest.raises(Cancelled):
         run_plan([Recorder("a")], ctx)
@@ -74,6 +74,6 @@ def test_not_needed_is_skipped_without_saying_already_done() -> None:
             return NotNeeded("not opening a browser (--no-browser)")
 
     step = NoBrowser("browser")
-    (result,) = run_plan([step], StepContext(profile=None))
+    (result,) = run_plan([step], StepContext())
     assert result.status is StepStatus.SKIPPED and not step.ran
     assert result.summary == "not opening a browser (--no-browser)"

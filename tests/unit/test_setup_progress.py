@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import stat
-import threading
 
 import pytest
 
 from wa_onboard.core.profile import Profile
 from wa_onboard.core.prompts import NoPrompter
-from wa_onboard.core.setup import onboarding
 from wa_onboard.core.setup import progress as setup_progress
-from wa_onboard.core.setup.plan import Step, StepContext, StepError
+from wa_onboard.core.setup import setup
+from wa_onboard.core.setup.plan import SetupOptions, Step, StepContext, StepError
 
 
 class Ok(Step):
@@ -39,9 +38,7 @@ class Killed(Step):
 
 
 def run(*steps: Step) -> None:
-    ctx = StepContext(profile=Profile(user="bbadger"), prompter=NoPrompter(), emit=lambda e: None,
-                      cancel=threading.Event())  # fmt: skip
-    onboarding.run_setup(ctx, onboarding.SetupOptions(profile_name="default"), list(steps))
+    setup(Profile(user="bbadger"), SetupOptions(profile_name="default"), NoPrompter(), steps=steps)
 
 
 def test_no_record_claims_nothing() -> None:

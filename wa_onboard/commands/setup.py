@@ -14,14 +14,7 @@ from typing import TYPE_CHECKING, TextIO
 from wa_onboard.commands.prompter_cli import CliPrompter
 from wa_onboard.core.prompts import SecretQuestion
 from wa_onboard.core.results import StepResult, StepStatus
-from wa_onboard.core.setup.plan import (
-    PlanEvent,
-    StepContext,
-    StepFinished,
-    StepOutput,
-    StepStarted,
-    plan_succeeded,
-)
+from wa_onboard.core.setup.plan import PlanEvent, StepFinished, StepOutput, StepStarted
 
 if TYPE_CHECKING:
     from wa_onboard.context import CommandContext
@@ -97,7 +90,7 @@ def _report_failure(failed: StepResult, titles: dict[str, str], prompter: SetupP
 
 
 def run(command: str, ctx: CommandContext) -> int:
-    from wa_onboard.core.setup import onboarding
+    from wa_onboard.core import setup as setup_core
 
     args = ctx.args
     if _wants_wizard(args):
@@ -106,19 +99,17 @@ def run(command: str, ctx: CommandContext) -> int:
         return launch_setup(ctx)
     profile = ctx.load_profile(save_flags=True)
     profile.require_complete()
+    # --yes goes to this prompter, which prints each answer it gives (the app's goes through options)
     prompter = SetupPrompter(password_stdin=args.password_stdin, assume_yes=args.yes)
-    steps = onboarding.build_plan(profile)
+    steps = setup_core.build_plan()
     titles = {step.id: step.title for step in steps}
-    step_ctx = StepContext(
-        profile=profile, prompter=prompter, emit=LinePrinter(titles), assume_yes=args.yes, repair=args.repair
+    options = setup_core.SetupOptions(
+        profile_name=ctx.profile_name, no_browser=args.no_browser, repair=args.repair
     )
-    options = onboarding.SetupOptions(profile_name=ctx.profile_name, no_browser=args.no_browser)
-    results = onboarding.run_setup(step_ctx, options, steps)
-    if plan_succeeded(results, steps):
-        url = step_ctx.state.get("url", profile.url)
-        print(f"setup finished: open {url} and pick the {profile.display_name!r} kernel")
+    outcome = setup_core.setup(profile, options, prompter, LinePrinter(titles), steps=steps)
+    if outcome.succeeded:
+        print(f"setup finished: open {outcome.url} and pick the {profile.display_name!r} kernel")
         return 0
-    failed = next((r for r in results if r.status is StepStatus.FAILED), None)
-    if failed is not None:
-        _report_failure(failed, titles, prompter)
+    if outcome.failed is not None:
+        _report_failure(outcome.failed, titles, prompter)
     return 1

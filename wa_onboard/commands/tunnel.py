@@ -13,8 +13,9 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from wa_onboard.core.browser import open_url
 from wa_onboard.core.errors import WaError
-from wa_onboard.core.profile import DEFAULT_PROFILE, Profile
+from wa_onboard.core.profile import Profile, command_line
 from wa_onboard.core.results import TunnelState, TunnelStatus
 from wa_onboard.core.tunnel import state as tunnelstate
 from wa_onboard.core.tunnel import supervisor as sup
@@ -29,19 +30,6 @@ EXIT_INTERRUPTED = 130
 def _out(text: str) -> None:
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
-
-
-def _flag(ctx: CommandContext) -> str:
-    return "" if ctx.profile_name == DEFAULT_PROFILE else f" --profile {ctx.profile_name}"
-
-
-def _open_browser(url: str) -> bool:
-    import webbrowser  # honours $BROWSER
-
-    try:
-        return webbrowser.open(url)
-    except webbrowser.Error:
-        return False
 
 
 def _print_status_line(status: TunnelStatus) -> None:
@@ -78,13 +66,13 @@ def connect(ctx: CommandContext, profile: Profile) -> int:
         status = sup.verify_status(name, profile)
         if status.connected:
             _out(f"already connected: {status.url} (background pid {status.pid})")
-            _out(f"stop it with: wa-onboard{_flag(ctx)} disconnect")
+            _out(f"stop it with: {command_line(ctx.profile_name, 'disconnect')}")
             if not args.no_browser and not args.detach:
-                _open_browser(status.url)
+                open_url(status.url)
             return 0
         raise WaError(
             f"the tunnel of profile {name} already runs, but it is {status.state.value}: {status.message}",
-            f"wait for it, or stop it with: wa-onboard{_flag(ctx)} disconnect",
+            f"wait for it, or stop it with: {command_line(ctx.profile_name, 'disconnect')}",
         )
     _trust_new_host_keys(ctx, profile)
     if args.detach:
@@ -92,9 +80,9 @@ def connect(ctx: CommandContext, profile: Profile) -> int:
         record = tunnelstate.read_record(name)
         url = record.url if record else profile.url
         _out(summary)
-        _out(f"open {url}   stop it with: wa-onboard{_flag(ctx)} disconnect")
+        _out(f"open {url}   stop it with: {command_line(ctx.profile_name, 'disconnect')}")
         if not args.no_browser:
-            _open_browser(url)
+            open_url(url)
         return 0
     return _foreground(ctx, profile)
 
@@ -142,7 +130,7 @@ def _foreground(ctx: CommandContext, profile: Profile) -> int:
     try:
         supervisor.start()
         if not args.no_browser:
-            _open_browser(supervisor.url)
+            open_url(supervisor.url)
         _out("Ctrl-C stops the tunnel")
         final = supervisor.run(stop)
         if final.state is TunnelState.DOWN and not stop.is_set():
@@ -196,16 +184,17 @@ def status(ctx: CommandContext, profile: Profile) -> int:
         _out(f"not connected yet: {current.message or current.state.value}")
         if current.hint:
             _out(f"  hint: {current.hint}")
-        stop = f"wa-onboard{_flag(ctx)} disconnect"
+        stop = command_line(ctx.profile_name, "disconnect")
         _out(f"  it keeps trying on its own (pid {current.pid}); stop it with: {stop}")
         return 1
     _out(f"not connected ({current.state.value}){': ' + current.message if current.message else ''}")
     if current.hint:
         _out(f"  hint: {current.hint}")
     elif not profile.is_complete:  # nothing to connect with yet: "connect" would only say so
-        _out(f"  set this laptop up first: wa-onboard{_flag(ctx)} setup --user YOUR_CAE_USERNAME")
+        setup = command_line(ctx.profile_name, "setup --user YOUR_CAE_USERNAME")
+        _out(f"  set this laptop up first: {setup}")
     else:
-        _out(f"  start it with: wa-onboard{_flag(ctx)} connect")
+        _out(f"  start it with: {command_line(ctx.profile_name, 'connect')}")
     return 1
 
 
@@ -227,12 +216,12 @@ def open_hub(ctx: CommandContext, profile: Profile) -> int:
         if tunnelstate.lock_is_held(ctx.profile_name):
             raise WaError(
                 f"the tunnel is running but {current.state.value}: {current.message}",
-                current.hint or f"wa-onboard{_flag(ctx)} status",
+                current.hint or command_line(ctx.profile_name, "status"),
             )
         _out(sup.start_detached(profile, ctx.profile_name, fork=True))
         record = tunnelstate.read_record(ctx.profile_name)
         url = record.url if record else profile.url
-    if _open_browser(url):
+    if open_url(url):
         _out(f"opened {url}")
     else:
         _out(f"open {url} in your browser")

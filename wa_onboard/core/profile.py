@@ -20,6 +20,14 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
 
 
+def command_line(profile_name: str, sub: str) -> str:
+    """``wa-onboard [--profile NAME] SUB``: the command a hint tells the member to type for that
+    profile (``--profile`` only when it is not the default one)."""
+    if profile_name == DEFAULT_PROFILE:
+        return f"wa-onboard {sub}"
+    return f"wa-onboard --profile {profile_name} {sub}"
+
+
 class UnknownProfile(WaError):
     """A command other than setup named a profile the config file does not have."""
 

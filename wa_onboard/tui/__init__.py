@@ -6,7 +6,7 @@ import sys
 from typing import TYPE_CHECKING, TextIO
 
 from wa_onboard.core.errors import WaError
-from wa_onboard.core.profile import DEFAULT_PROFILE, Profile
+from wa_onboard.core.profile import Profile, command_line
 
 if TYPE_CHECKING:
     from wa_onboard.context import CommandContext
@@ -20,15 +20,6 @@ class NoTerminal(WaError):
     exit_code = 2
 
 
-def cli_hint(command: str, profile_name: str) -> str:
-    """The command line a member types, with --profile when it is not the default one."""
-    return (
-        f"wa-onboard {command}"
-        if profile_name == DEFAULT_PROFILE
-        else f"wa-onboard --profile {profile_name} {command}"
-    )
-
-
 def require_terminal(profile_name: str, profile: Profile | None) -> None:
     """Refuse to start the app without a terminal, naming the plain command to run instead."""
     # the app reads keys from stdin and draws on stderr (Textual's choice); stdout as `setup` checks it
@@ -36,11 +27,11 @@ def require_terminal(profile_name: str, profile: Profile | None) -> None:
         return
     if profile is not None and profile.is_complete:
         hint = (
-            f"run {cli_hint('connect --detach', profile_name)} (or status, open, doctor); "
+            f"run {command_line(profile_name, 'connect --detach')} (or status, open, doctor); "
             "the app needs a terminal"
         )
     else:
-        hint = f"run {cli_hint('setup --no-tui --user YOUR_CAE_USERNAME', profile_name)}"
+        hint = f"run {command_line(profile_name, 'setup --no-tui --user YOUR_CAE_USERNAME')}"
     raise NoTerminal("wa-onboard alone opens an app, which needs a terminal (stdin, stdout and stderr)", hint)
 
 

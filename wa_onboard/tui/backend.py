@@ -13,11 +13,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from wa_onboard.core.browser import open_url
 from wa_onboard.core.errors import WaError
 from wa_onboard.core.profile import Profile
 from wa_onboard.core.prompts import Prompter
-from wa_onboard.core.results import CheckResult, StepResult, StepStatus, TunnelState, TunnelStatus
-from wa_onboard.core.setup.plan import EventSink, StepContext
+from wa_onboard.core.results import CheckResult, TunnelState, TunnelStatus
+from wa_onboard.core.setup.plan import EventSink, SetupOutcome
 
 
 @dataclass(frozen=True)
@@ -26,24 +27,6 @@ class StepInfo:
 
     id: str
     title: str
-
-
-@dataclass(frozen=True)
-class SetupOutcome:
-    """How a setup run ended: the results so far, and what the done screen needs."""
-
-    results: tuple[StepResult, ...]
-    total: int
-    url: str
-    browser_opened: bool = False
-
-    @property
-    def failed(self) -> StepResult | None:
-        return next((r for r in self.results if r.status is StepStatus.FAILED), None)
-
-    @property
-    def succeeded(self) -> bool:
-        return self.failed is None and len(self.results) == self.total
 
 
 class TunnelSession(Protocol):
@@ -108,32 +91,19 @@ class RealBackend:
         self.no_browser = no_browser
 
     def setup_steps(self, name: str, profile: Profile) -> list[StepInfo]:
-        from wa_onboard.core.setup import onboarding
+        from wa_onboard.core import setup
 
-        return [StepInfo(step.id, step.title) for step in onboarding.build_plan(profile)]
+        return [StepInfo(step.id, step.title) for step in setup.build_plan()]
 
     def run_setup(
         self, name: str, profile: Profile, prompter: Prompter, emit: EventSink, cancel: threading.Event
     ) -> SetupOutcome:
-        from wa_onboard.core.setup import onboarding
+        from wa_onboard.core import setup
 
-        steps = onboarding.build_plan(profile)
-        ctx = StepContext(
-            profile=profile,
-            prompter=prompter,
-            emit=emit,
-            cancel=cancel,
-            assume_yes=self.assume_yes,
-            repair=self.repair,
+        options = setup.SetupOptions(
+            profile_name=name, no_browser=self.no_browser, assume_yes=self.assume_yes, repair=self.repair
         )
-        options = onboarding.SetupOptions(profile_name=name, no_browser=self.no_browser)
-        results = onboarding.run_setup(ctx, options, steps)
-        return SetupOutcome(
-            results=tuple(results),
-            total=len(steps),
-            url=str(ctx.state.get("url", profile.url)),
-            browser_opened=bool(ctx.state.get("browser_opened", False)),
-        )
+        return setup.setup(profile, options, prompter, emit, cancel)
 
     def tunnel(self, name: str, profile: Profile, prompter: Prompter) -> TunnelSession:
         from wa_onboard.core.tunnel import supervisor
@@ -156,12 +126,7 @@ class RealBackend:
         return text
 
     def open_browser(self, url: str) -> bool:
-        import webbrowser
-
-        try:
-            return webbrowser.open(url)
-        except webbrowser.Error:
-            return False
+        return open_url(url)
 
 
 class UnavailableTunnel:

@@ -10,9 +10,9 @@ from textual.containers import Grid, Vertical, VerticalScroll
 from textual.content import Content
 from textual.widgets import Footer, Label, Static
 
+from wa_onboard.core.profile import command_line
 from wa_onboard.core.prompts import ConfirmQuestion
 from wa_onboard.core.results import TunnelState, TunnelStatus
-from wa_onboard.tui import cli_hint
 from wa_onboard.tui.modals import ConfirmModal
 from wa_onboard.tui.widgets import TitleBar, fmt_uptime
 from wa_onboard.tui.wizard import WaScreen
@@ -70,8 +70,8 @@ class DashboardScreen(WaScreen):
         profile = self.wa.profile
         self._set("route", f"{profile.user}@{profile.jump} → {profile.host}")
         self.query_one("#daily", Static).update(
-            f"From a terminal: {cli_hint('connect', self.wa.profile_name)}  ·  "
-            f"{cli_hint('status', self.wa.profile_name)}"
+            f"From a terminal: {command_line(self.wa.profile_name, 'connect')}  ·  "
+            f"{command_line(self.wa.profile_name, 'status')}"
         )
         self.show(self.wa.last_status or TunnelStatus(self.wa.profile_name, TunnelState.CONNECTING))
         self.set_interval(1.0, self._tick)

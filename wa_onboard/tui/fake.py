@@ -21,19 +21,22 @@ from wa_onboard.core.errors import Cancelled
 from wa_onboard.core.profile import DEFAULT_PROFILE, Profile
 from wa_onboard.core.prompts import ConfirmQuestion, HostKeyQuestion, Prompter, SecretQuestion
 from wa_onboard.core.results import CheckResult, TunnelState, TunnelStatus
-from wa_onboard.core.setup import conda_scripts, onboarding
+from wa_onboard.core.setup import conda_scripts
 from wa_onboard.core.setup.plan import (
     EventSink,
     NotNeeded,
     PlanEvent,
+    SetupOptions,
+    SetupOutcome,
     Step,
     StepContext,
     StepError,
     StepFinished,
     run_plan,
 )
+from wa_onboard.core.setup.run import build_plan, new_context
 from wa_onboard.core.tunnel import sshfiles
-from wa_onboard.tui.backend import SetupOutcome, StepInfo
+from wa_onboard.tui.backend import StepInfo
 
 Question = SecretQuestion | HostKeyQuestion | ConfirmQuestion
 
@@ -56,7 +59,7 @@ class FakeStep(Step):
     fail_times: int = 1
     """How many runs fail before the step succeeds (for Retry)."""
     stream: bool = False
-    """Each output line is also the progress message, as ``onboarding.run_script`` streams conda."""
+    """Each output line is also the progress message, as ``setup.shell.run_script`` streams conda."""
     hold: threading.Event | None = None
     """The step waits here (after its output) until the event is set, so a test can look."""
     summary: str = ""
@@ -101,7 +104,7 @@ class FakeStep(Step):
 #: Where the demo member's files are on the laptop and on the workstation (Linux homes).
 DEMO_HOME = "/home/{user}"
 #: What the conda stand-in in the lab (and real conda) prints for ``conda create``, blank lines dropped as
-#: ``onboarding.run_script`` drops them; the drift test checks each line against the stand-in.
+#: ``setup.shell.run_script`` drops them; the drift test checks each line against the stand-in.
 CONDA_CREATE_LINES = (
     "Channels:",
     " - defaults",
@@ -159,7 +162,7 @@ def conda_failure(python: str = "3.99") -> tuple[str, str, str]:
 
 
 def demo_steps(user: str = "bbadger") -> list[FakeStep]:
-    """The real plan's steps (``onboarding.build_plan``: ids and titles), scripted as a first run
+    """The real plan's steps (``setup.build_plan``: ids and titles), scripted as a first run
     goes in the lab: the questions the core asks, the lines it streams, the summaries it returns.
     Every text is checked against the real modules by tests/tui/test_fake_drift.py."""
     profile = Profile(user=user)
@@ -211,7 +214,7 @@ def demo_steps(user: str = "bbadger") -> list[FakeStep]:
         ),
         "browser": dict(seconds=0.3, summary=f"opened {url}; log in with your campus password"),
     }
-    return [FakeStep(step.id, step.title, **scripts[step.id]) for step in onboarding.build_plan(profile)]
+    return [FakeStep(step.id, step.title, **scripts[step.id]) for step in build_plan()]
 
 
 def status(state: TunnelState, **changes: object) -> TunnelStatus:
@@ -342,6 +345,8 @@ class FakeBackend:
     check_hold: threading.Event | None = None
     """The doctor stops after half its checks until this is set (a test looks at a run in progress)."""
     browser_opens: bool = True
+    assume_yes: bool = False
+    """``setup --yes``: the run answers host keys and non-destructive questions, as the real one does."""
     opened: list[str] = field(default_factory=list)
     setup_runs: int = 0
     doctor_runs: int = 0
@@ -360,7 +365,8 @@ class FakeBackend:
                 event = StepFinished(replace(event.result, seconds=scripted[event.result.step_id]))
             emit(event)
 
-        ctx = StepContext(profile=profile, prompter=prompter, emit=emit_scripted, cancel=cancel)
+        options = SetupOptions(profile_name=name, assume_yes=self.assume_yes)
+        ctx = new_context(profile, options, prompter, emit_scripted, cancel)
         results = run_plan(self.steps, ctx)
         opened = any(r.step_id == "browser" and r.status.value == "done" for r in results)
         if opened:

@@ -17,13 +17,19 @@ from textual.worker import Worker, WorkerState
 
 from wa_onboard.core import validate
 from wa_onboard.core.errors import Cancelled, InvalidInput, WaError
-from wa_onboard.core.profile import Profile
+from wa_onboard.core.profile import Profile, command_line
 from wa_onboard.core.prompts import server_text
 from wa_onboard.core.results import StepResult, StepStatus
-from wa_onboard.core.setup.plan import PlanEvent, StepFinished, StepOutput, StepProgress, StepStarted
+from wa_onboard.core.setup.plan import (
+    PlanEvent,
+    SetupOutcome,
+    StepFinished,
+    StepOutput,
+    StepProgress,
+    StepStarted,
+)
 from wa_onboard.core.setup.progress import SetupProgress
-from wa_onboard.tui import cli_hint
-from wa_onboard.tui.backend import SetupOutcome, StepInfo
+from wa_onboard.tui.backend import StepInfo
 from wa_onboard.tui.widgets import STEP_ICONS, StepRow, TitleBar
 
 if TYPE_CHECKING:
@@ -463,7 +469,7 @@ class RunScreen(WaScreen):
         self.wa.exit_code = 1
         self.wa.farewell = [
             f"wa-onboard: {title}: {error.message}",
-            f"  go on where it stopped with: {cli_hint('setup', self.wa.profile_name)}",
+            f"  go on where it stopped with: {command_line(self.wa.profile_name, 'setup')}",
         ]
         self.query_one("#progress").add_class("hidden")
         self.query_one("#failure-title", Static).update(
@@ -535,13 +541,13 @@ class DoneScreen(WaScreen):
             yield Static("The tunnel keeps running in the background.", classes="muted")
             yield Static(
                 Content.assemble(
-                    ("Tomorrow, run:  ", "bold"), (cli_hint("connect", name), "bold $text-accent")
+                    ("Tomorrow, run:  ", "bold"), (command_line(name, "connect"), "bold $text-accent")
                 ),
                 id="done-tomorrow",
             )
             yield Static(
-                f"Is it up?  {cli_hint('status', name)}    Stop it:  {cli_hint('disconnect', name)}\n"
-                f"Something wrong?  {cli_hint('doctor', name)}",
+                f"Is it up?  {command_line(name, 'status')}    Stop it:  {command_line(name, 'disconnect')}\n"
+                f"Something wrong?  {command_line(name, 'doctor')}",
                 classes="muted",
                 markup=False,
             )

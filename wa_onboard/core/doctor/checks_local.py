@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 from wa_onboard.core import paths
-from wa_onboard.core.doctor.context import DoctorContext, command_line
+from wa_onboard.core.doctor.context import DoctorContext
 from wa_onboard.core.doctor.registry import Outcome, Registry, fail, ok, warn
 from wa_onboard.core.errors import WaError
-from wa_onboard.core.profile import DEFAULT_PROFILE, ProfileStore
+from wa_onboard.core.profile import DEFAULT_PROFILE, ProfileStore, command_line
 from wa_onboard.core.tunnel import sshclient, sshfiles, supervisor
 from wa_onboard.core.tunnel import state as tunnelstate
 from wa_onboard.core.tunnel.engines.base import INSTALL_SSH_HINT

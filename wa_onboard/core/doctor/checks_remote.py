@@ -14,6 +14,7 @@ from wa_onboard.core.doctor.context import DoctorContext
 from wa_onboard.core.doctor.registry import Outcome, Registry, fail, ok, warn
 from wa_onboard.core.remote import quote
 from wa_onboard.core.setup import conda_scripts as cs
+from wa_onboard.core.setup import env_scripts as es
 from wa_onboard.core.tunnel import supervisor
 from wa_onboard.core.tunnel.engines import Hop, classify, hops
 
@@ -212,11 +213,11 @@ def env(ctx: DoctorContext) -> Outcome:
     return ok(f"env '{name}' at {state.prefix} (Python {state.python_version})")
 
 
-def _rebuild_hint(ctx: DoctorContext, state: cs.EnvState, loc: cs.CondaLocation | None) -> str:
+def _rebuild_hint(ctx: DoctorContext, state: es.EnvState, loc: cs.CondaLocation | None) -> str:
     """What setup would do: rebuild an env in conda's envs folders (with --repair, asking first);
     never delete one outside them (a prefix from environments.txt, e.g. on /scratch)."""
     if loc is not None and state.prefix not in loc.env_prefixes(state.name):
-        return cs.outside_env_hint(state.prefix, f"{ctx.command('setup')} --env NAME")
+        return es.outside_env_hint(state.prefix, f"{ctx.command('setup')} --env NAME")
     return f"{ctx.command('setup')} --repair rebuilds it (it asks first)"
 
 

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from wa_onboard.core.doctor import facts as facts_mod
 from wa_onboard.core.doctor.registry import CheckFailed
 from wa_onboard.core.errors import WaError
-from wa_onboard.core.profile import DEFAULT_PROFILE, Profile
+from wa_onboard.core.profile import DEFAULT_PROFILE, Profile, command_line
 from wa_onboard.core.remote import RemoteResult, SubprocessShell
 from wa_onboard.core.tunnel import sshclient, sshcmd
 from wa_onboard.core.tunnel import state as tunnelstate
@@ -28,13 +28,6 @@ FACTS_TIMEOUT = 45.0
 #: over a live master the facts take well under a second; longer means the master's path is dead
 #: (not noticed yet by its keep-alives), and the fresh login answers instead
 MASTER_TIMEOUT = 15.0
-
-
-def command_line(profile_name: str, sub: str) -> str:
-    """``wa-onboard [--profile NAME] <sub>`` for that profile."""
-    if profile_name == DEFAULT_PROFILE:
-        return f"wa-onboard {sub}"
-    return f"wa-onboard --profile {profile_name} {sub}"
 
 
 @dataclass(frozen=True)

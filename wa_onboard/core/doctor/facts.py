@@ -1,11 +1,12 @@
 """Every workstation fact the doctor needs, gathered by ONE bash script in ONE ssh round trip.
 
-The conda and kernel parts are the setup steps' own scripts and parsers (core.setup.conda_scripts), so
-the doctor and setup agree on what "found", "healthy" and "stale" mean. Their output format
-(``WA key value`` lines, ``WA-BEGIN``/``WA-END`` blocks) is used for the doctor's own parts too,
-and one parser reads it all. Values discovered on the workstation (conda's path, the env's
-python) are handed between the parts in bash variables, never through a second round trip. Each
-part can also run alone: the benchmark runs one check's parts per fresh ssh connection.
+The conda and kernel parts are the setup steps' own scripts and parsers (core.setup's conda_scripts,
+env_scripts and kernel_scripts), so the doctor and setup agree on what "found", "healthy" and
+"stale" mean. Their output format (``WA key value`` lines, ``WA-BEGIN``/``WA-END`` blocks) is used
+for the doctor's own parts too, and one parser reads it all. Values discovered on the workstation
+(conda's path, the env's python) are handed between the parts in bash variables, never through a
+second round trip. Each part can also run alone: the benchmark runs one check's parts per fresh ssh
+connection.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from typing import Any
 from wa_onboard.core.profile import Profile
 from wa_onboard.core.remote import quote
 from wa_onboard.core.setup import conda_scripts as cs
+from wa_onboard.core.setup import env_scripts as es
+from wa_onboard.core.setup import kernel_scripts as ks
 
-#: stands for the env's python in conda_scripts.kernel_status_script; replaced by a bash variable
+#: stands for the env's python in kernel_scripts.kernel_status_script; replaced by a bash variable
 _PY_SLOT = "__WA_DOCTOR_PYTHON__"
 
 
@@ -38,9 +41,9 @@ wa_http() {{  # wa_http ADDR PATH: one HTTP/1.0 GET over bash's /dev/tcp, at mos
 
 def _parts(profile: Profile) -> dict[str, str]:
     """section name -> bash; a later part may use the variables an earlier one set."""
-    kernel = cs.kernel_status_script(_PY_SLOT, profile.kernel_name)
-    if f"py={_PY_SLOT}" not in kernel:  # conda_scripts changed shape: fail loudly, not silently
-        raise RuntimeError("conda_scripts.kernel_status_script no longer sets py=<python>")
+    kernel = ks.kernel_status_script(_PY_SLOT, profile.kernel_name)
+    if f"py={_PY_SLOT}" not in kernel:  # kernel_scripts changed shape: fail loudly, not silently
+        raise RuntimeError("kernel_scripts.kernel_status_script no longer sets py=<python>")
     kernel = kernel.replace(f"py={_PY_SLOT}", 'py="$wa_kpy"')
     return {
         "identity": """
@@ -59,7 +62,7 @@ wa_exe=$(printf '%s\\n' "$wa_find" | sed -n 's/^WA exe //p' | head -n 1)
 wa_mod=$(printf '%s\\n' "$wa_find" | sed -n 's/^WA module //p' | head -n 1)
 if [ -n "$wa_mod" ]; then module load "$wa_mod" >/dev/null 2>&1; fi
 """,
-        # setup's own env lookup (conda_scripts.env_status_body), with conda's envs dirs read in bash
+        # setup's own env lookup (env_scripts.env_status_body), with conda's envs dirs read in bash
         # from the `conda info --json` the conda part printed: the doctor finds the env where setup does
         "env": f"""
 wa_prefix=
@@ -69,8 +72,8 @@ wa_dirs=$(printf '%s\\n' "$wa_find" | sed -n '/^WA-BEGIN info$/,/^WA-END info$/p
     | grep -o '"envs_dirs": *\\[[^]]*\\]' | grep -o '"/[^"]*"' | tr -d '"')
 wa_cands=()
 while IFS= read -r wa_d; do [ -n "$wa_d" ] && wa_cands+=("${{wa_d%/}}/$wa_env"); done <<<"$wa_dirs"
-{cs.env_status_body(profile.env, '"${wa_cands[@]}"')}
-# the env for the kernelspec part, in setup's parser's order (cs.parse_env_status): a listed one in
+{es.env_status_body(profile.env, '"${wa_cands[@]}"')}
+# the env for the kernelspec part, in setup's parser's order (es.parse_env_status): a listed one in
 # an envs dir, then any listed one, then a folder in an envs dir
 wa_listed=()
 while IFS= read -r wa_p; do
@@ -238,9 +241,9 @@ class WorkstationFacts:
         return [str(p) for p in envs] if isinstance(envs, list) else None
 
     @property
-    def env(self) -> cs.EnvState | None:
+    def env(self) -> es.EnvState | None:
         loc = self.conda
-        return cs.parse_env_status(self.out, loc, self.profile.env) if loc else None
+        return es.parse_env_status(self.out, loc, self.profile.env) if loc else None
 
     def ipykernel_error(self, prefix: str) -> str:
         for value in self.out.all("ipykernel-error"):
@@ -250,8 +253,8 @@ class WorkstationFacts:
         return ""
 
     @property
-    def kernel(self) -> cs.KernelState | None:
-        return cs.parse_kernel_status(self.out) if "kernel" in self.out.blocks else None
+    def kernel(self) -> ks.KernelState | None:
+        return ks.parse_kernel_status(self.out) if "kernel" in self.out.blocks else None
 
     # hub
     @property

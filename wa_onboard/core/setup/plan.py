@@ -2,7 +2,8 @@
 
 A step knows whether it is already done (then it is skipped), how to do its work, how to verify it,
 and what to tell the member when it fails. Progress reaches the front end as events through one
-callback; the runner never prints.
+callback; the runner never prints. The steps of a run share one ``StepContext``: the front end's
+``SetupOptions`` and a typed ``SetupRun`` of what earlier steps found.
 """
 
 from __future__ import annotations
@@ -11,11 +12,19 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from wa_onboard.core.errors import Cancelled, WaError
+from wa_onboard.core.profile import DEFAULT_PROFILE, Profile
 from wa_onboard.core.prompts import NoPrompter, Prompter
 from wa_onboard.core.results import StepResult, StepStatus
+
+if TYPE_CHECKING:
+    from wa_onboard.core.remote import RemoteShell
+    from wa_onboard.core.setup.conda_scripts import CondaLocation
+    from wa_onboard.core.setup.env_scripts import EnvState
+    from wa_onboard.core.setup.kernel_scripts import KernelState
+    from wa_onboard.core.tunnel.engines.base import Engine
 
 
 class StepError(WaError):
@@ -66,20 +75,66 @@ PlanEvent = StepStarted | StepOutput | StepProgress | StepFinished
 EventSink = Callable[[PlanEvent], None]
 
 
+EngineFactory = Callable[["Profile", str], "Engine"]
+
+
+@dataclass(frozen=True)
+class SetupOptions:
+    """What the front end decided for this run (beyond the profile)."""
+
+    profile_name: str = DEFAULT_PROFILE
+    no_browser: bool = False
+    assume_yes: bool = False
+    """``--yes`` for a front end whose prompter asks in dialogs (the app): new host keys and
+    non-destructive questions are answered yes before they reach it, each answer said in the step's
+    output. The command line's prompter answers ``--yes`` itself (and prints each answer)."""
+    repair: bool = False
+    """``--repair``: a broken env may be rebuilt, still only with the member's consent."""
+    engine_factory: EngineFactory | None = None
+    """Builds an engine for the profile; the default picks OpenSSH or paramiko by ``profile.engine``."""
+    open_url: Callable[[str], bool] | None = None
+    """Opens the browser; the default is ``core.browser.open_url`` (which honours $BROWSER)."""
+    start_tunnel: Callable[[Profile, str], str] | None = None
+    """Starts the background tunnel and returns a summary; the default is the supervisor's."""
+    tunnel_up: Callable[[Profile, str], str | None] | None = None
+    """A summary when the tunnel already runs (the step is then done); the default asks the supervisor."""
+
+
+@dataclass
+class SetupRun:
+    """What the steps of one run learn and later steps use."""
+
+    engine: Engine | None = None
+    """The logged-in connection the steps share (``close`` ends it)."""
+    workstation: RemoteShell | None = None
+    """The workstation's shell: the engine's, or one a test put here."""
+    key_login: bool = False
+    """The key alone logs in to both hosts (proved this run)."""
+    conda: CondaLocation | None = None
+    env: EnvState | None = None
+    """The member's env as last looked at."""
+    env_created: bool = False
+    """This run created the env (so the ipykernel in it is not "already done")."""
+    conda_seconds: float | None = None
+    """How long conda itself took to create the env."""
+    kernel: KernelState | None = None
+    """The kernelspec as last looked at."""
+    url: str = ""
+    """The hub's URL through the tunnel (the tunnel's own port once it is up)."""
+    browser_opened: bool = False
+
+
 @dataclass
 class StepContext:
-    """Shared by the steps of one run: the profile, the prompter, and what earlier steps found."""
+    """Shared by the steps of one run: the profile, the front end's options, the prompter, and what
+    earlier steps found (``run``)."""
 
-    profile: Any
+    profile: Profile = field(default_factory=Profile)
+    options: SetupOptions = field(default_factory=SetupOptions)
     prompter: Prompter = field(default_factory=NoPrompter)
     emit: EventSink = lambda event: None
     cancel: threading.Event = field(default_factory=threading.Event)
-    assume_yes: bool = False
-    """``--yes``: accept new host keys and non-destructive questions, never destructive ones."""
-    repair: bool = False
-    """``--repair``: a broken env may be rebuilt, still only with the member's consent."""
-    state: dict[str, Any] = field(default_factory=dict)
-    """What steps learn and later steps use (the ssh session, conda's path, the env prefix)."""
+    run: SetupRun = field(default_factory=SetupRun)
     current: str = ""
 
     def output(self, line: str) -> None:
@@ -156,3 +211,22 @@ def plan_succeeded(results: Sequence[StepResult], steps: Sequence[Step]) -> bool
     return len(results) == len(steps) and all(
         r.status in (StepStatus.DONE, StepStatus.SKIPPED) for r in results
     )
+
+
+@dataclass(frozen=True)
+class SetupOutcome:
+    """How a setup run ended: the results so far, and what the front end says at the end."""
+
+    results: tuple[StepResult, ...]
+    total: int
+    url: str
+    """Where the hub is: through the tunnel's own port once it is up."""
+    browser_opened: bool = False
+
+    @property
+    def failed(self) -> StepResult | None:
+        return next((r for r in self.results if r.status is StepStatus.FAILED), None)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.failed is None and len(self.results) == self.total

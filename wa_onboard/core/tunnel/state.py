@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import IO
 
-from wa_onboard.core import paths
+from wa_onboard.core import filelock, paths
 from wa_onboard.core.places import DEFAULT_PROFILE
 
 
@@ -101,7 +101,7 @@ class LockHeld(Exception):
 
 
 class ProfileLock:
-    """An exclusive, non-blocking lock per profile (fcntl on POSIX, msvcrt on Windows)."""
+    """An exclusive, non-blocking lock per profile (``core.filelock``)."""
 
     def __init__(self, profile_name: str) -> None:
         self.path = lock_file(profile_name)
@@ -111,18 +111,16 @@ class ProfileLock:
         paths.ensure_private_dir(self.path.parent)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         handle = os.fdopen(fd, "r+")
-        try:
-            _lock_nb(handle)
-        except OSError:
+        if not filelock.try_lock(handle):
             handle.close()
-            raise LockHeld(str(self.path)) from None
+            raise LockHeld(str(self.path))
         self._handle = handle
         return self
 
     def release(self) -> None:
         if self._handle is not None:
             with contextlib.suppress(OSError):
-                _unlock(self._handle)
+                filelock.unlock(self._handle)
             self._handle.close()
             self._handle = None
 
@@ -148,27 +146,6 @@ def lock_is_held(profile_name: str) -> bool:
         return True
     probe.release()
     return False
-
-
-if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
-    import msvcrt
-
-    def _lock_nb(handle: IO[str]) -> None:
-        handle.seek(0)
-        msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
-
-    def _unlock(handle: IO[str]) -> None:
-        handle.seek(0)
-        msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
-
-else:
-    import fcntl
-
-    def _lock_nb(handle: IO[str]) -> None:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-
-    def _unlock(handle: IO[str]) -> None:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 # --- processes -----------------------------------------------------------------------------------
