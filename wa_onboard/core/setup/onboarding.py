@@ -26,7 +26,7 @@ from wa_onboard.core.results import StepResult
 from wa_onboard.core.setup import conda_scripts as cs
 from wa_onboard.core.setup import progress as setup_progress
 from wa_onboard.core.setup.plan import NotNeeded, Step, StepContext, StepError, run_plan
-from wa_onboard.core.tunnel import sshfiles, supervisor
+from wa_onboard.core.tunnel import daemon, sshfiles, supervisor
 from wa_onboard.core.tunnel.engines.base import ConnectError, Engine, Failure
 
 EngineFactory = Callable[[Profile, str], Engine]
@@ -689,13 +689,13 @@ class VerifyKernel(Step):
 
 def default_tunnel_up(profile: Profile, profile_name: str) -> str | None:
     """A summary when this profile's background tunnel is up and the hub answers through it."""
-    status = supervisor.verify_status(profile_name, profile)
+    status = daemon.verify_status(profile_name, profile)
     return f"tunnel up at {status.url} (pid {status.pid})" if status.connected else None
 
 
 def default_start_tunnel(profile: Profile, profile_name: str) -> str:
     """Start the background supervisor exactly as ``connect --detach`` does."""
-    summary: str = supervisor.start_detached(profile, profile_name)
+    summary: str = daemon.start_detached(profile, profile_name)
     return summary
 
 

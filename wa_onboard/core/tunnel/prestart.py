@@ -366,7 +366,7 @@ def _speculate(name: str, config: bytes, orders: int, ready: int) -> int:  # pra
     except Exception:  # no ssh on PATH: the supervisor's own login says so, with the fix
         prestarted = None
     try:
-        from wa_onboard.core.tunnel import supervisor  # the heavy part, while ssh logs in
+        from wa_onboard.core.tunnel import daemon  # the heavy part, while ssh logs in
 
         got = b""
         while not got.endswith(b"\n"):
@@ -375,7 +375,7 @@ def _speculate(name: str, config: bytes, orders: int, ready: int) -> int:  # pra
                 return 0  # the CLI ended without handing over: nothing to do
             got += chunk
         os.close(orders)
-        return supervisor.serve_prestarted(got, name, ready, prestarted)
+        return daemon.serve_prestarted(got, name, ready, prestarted)
     finally:
         if prestarted is not None:
             prestarted.discard()  # unless adopted (then the engine owns it, and it is long gone here)
