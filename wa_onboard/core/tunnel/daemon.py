@@ -140,24 +140,26 @@ class Launched:
     proc: subprocess.Popen[bytes] | None = None
     """Set when it was spawned (a child we reap); a forked one is re-parented to init."""
     pinned: procs.Pinned | None = field(default=None, init=False, repr=False)
-    """A forked one, held by its start time too: its pid, once it has ended, may be another's."""
+    """A forked one, held by its start time from the first look on (its pid, once it has ended, may be
+    another's); not sooner, so a connect that never needs to look never loads psutil."""
 
-    def __post_init__(self) -> None:
-        if self.proc is None:
+    def _forked(self) -> procs.Pinned:
+        if self.pinned is None:
             self.pinned = procs.Pinned(self.pid)
+        return self.pinned
 
     def running(self) -> bool:
         if self.proc is not None:
             return self.proc.poll() is None
-        return self.pinned is not None and self.pinned.alive()
+        return self._forked().alive()
 
     def kill(self) -> None:
         if self.proc is not None:
             if self.proc.poll() is None:
                 self.proc.kill()
             self.proc.wait(10)
-        elif self.pinned is not None:
-            self.pinned.signal(getattr(signal, "SIGKILL", signal.SIGTERM))
+        else:
+            self._forked().signal(getattr(signal, "SIGKILL", signal.SIGTERM))
 
     def close(self) -> None:
         if self.ready is not None:
