@@ -435,6 +435,24 @@ def test_port_holder_is_named() -> None:
         proc.wait()
 
 
+def test_a_listener_psutil_cannot_name_or_see(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Linux shows another user's socket without its process: named as such. macOS without root lets
+    psutil read no socket table at all: lsof answers instead."""
+    import psutil
+
+    theirs = SimpleNamespace(status=psutil.CONN_LISTEN, laddr=SimpleNamespace(port=8000), pid=None)
+    monkeypatch.setattr(psutil, "net_connections", lambda kind="inet": [theirs])
+    monkeypatch.setattr(procs, "_holder_from_lsof", lambda port: procs.PortHolder(4242, "node"))
+    assert procs.port_holder(8000) == procs.PortHolder(None, "a process of another user")
+    assert procs.port_holder(8001) is None
+
+    def denied(kind: str = "inet") -> list[Any]:
+        raise psutil.AccessDenied()
+
+    monkeypatch.setattr(psutil, "net_connections", denied)
+    assert procs.port_holder(8000) == procs.PortHolder(4242, "node")
+
+
 # --- the hub probe --------------------------------------------------------------------------------
 
 
