@@ -22,9 +22,9 @@ def main() -> int:
 
 def _load_supervisor() -> Serve:
     """What a speculative supervisor serves its orders with (imported in it, while ssh logs in)."""
-    from wa_onboard.core.tunnel import supervisor
+    from wa_onboard.core.tunnel import daemon
 
-    return supervisor.serve_prestarted
+    return daemon.serve_prestarted
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lab import Lab
 from test_setup import setup_argv, steps
 
-STOP = "from wa_onboard.core.tunnel import supervisor; supervisor.stop_supervisor('default')"
+STOP = "from wa_onboard.core.tunnel import daemon; daemon.stop_supervisor('default')"
 
 
 def main() -> int:

@@ -1,7 +1,7 @@
 """Starts the background supervisor the way Windows does, inside the lab's laptop namespace.
 
 Windows cannot fork and has no readiness pipe: ``launch_detached`` spawns ``python -m
-wa_onboard.core.tunnel.supervisor`` and ``wait_detached`` polls the state file. This driver makes exactly that
+wa_onboard.core.tunnel.daemon`` and ``wait_detached`` polls the state file. This driver makes exactly that
 launch on Linux (``spawn_detached`` without ``ready_fd``, wrapped as ``Launched(pid, None, proc)``), so
 the polling branch runs against the real lab. First stdin line: ``{"profile": {...}}``; then one JSON
 command per line, one JSON line back:
@@ -20,7 +20,7 @@ import sys
 from typing import Any
 
 from wa_onboard.core.profile import DEFAULT_PROFILE, Profile
-from wa_onboard.core.tunnel import supervisor as sup
+from wa_onboard.core.tunnel import daemon as sup
 
 
 def main() -> None:

@@ -184,7 +184,7 @@ def our_processes(lab: Lab, home: Path) -> list[str]:
         ln
         for ln in out.splitlines()
         if str(home) in ln
-        or "wa_onboard.core.tunnel.supervisor" in ln
+        or "wa_onboard.core.tunnel.daemon" in ln
         or ("wa_onboard" in ln and _home_of(ln.split()[0]) == str(home))
     ]
 

@@ -124,7 +124,7 @@ DETACHED_DRIVER = Path(__file__).resolve().parent / "detached_driver.py"
 def test_spawned_supervisor_is_waited_for_through_the_state_file(
     lab: Lab, member: Member, laptop_home: Path, monkeypatch: pytest.MonkeyPatch, engine: str
 ) -> None:
-    """Windows' launch on Linux: ``python -m wa_onboard.core.tunnel.supervisor`` spawned without a readiness
+    """Windows' launch on Linux: ``python -m wa_onboard.core.tunnel.daemon`` spawned without a readiness
     pipe; ``wait_detached`` can only poll the state file, and must still see the tunnel come up."""
     authorize_key(laptop_home, member, monkeypatch)
     assert laptop_cli(lab, laptop_home, *connect_args(lab, member, "--detach", engine=engine)).returncode == 0
@@ -140,7 +140,7 @@ def test_spawned_supervisor_is_waited_for_through_the_state_file(
     try:
         pid = d("launch")["pid"]
         argv = Path(f"/proc/{pid}/cmdline").read_text().split("\0")
-        assert argv[1:3] == ["-m", "wa_onboard.core.tunnel.supervisor"] and "--ready-fd" not in argv
+        assert argv[1:3] == ["-m", "wa_onboard.core.tunnel.daemon"] and "--ready-fd" not in argv
         record = d("wait")["record"]
         assert record is not None, "wait_detached saw no record"
         assert (record["pid"], record["state"], record["local_port"], record["engine"]) == (

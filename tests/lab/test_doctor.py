@@ -113,8 +113,8 @@ def test_healthy_member_is_all_ok(lab: Lab, onboarded: Onboarded) -> None:
 
 KERNEL_CHANNELS = r"""
 import sys
-from wa_onboard.core.doctor import probes
-answer = probes.websocket_handshake(8000, sys.argv[1])
+from wa_onboard.core.tunnel import probe
+answer = probe.websocket_handshake(8000, sys.argv[1])
 print(answer.status, "x-jupyterhub-version" in answer.headers)
 """
 

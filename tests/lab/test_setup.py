@@ -61,9 +61,9 @@ def setup(
 
     yield run
     monkeypatch.setenv("HOME", str(laptop_home))
-    from wa_onboard.core.tunnel import supervisor
+    from wa_onboard.core.tunnel import daemon
 
-    supervisor.stop_supervisor("default")
+    daemon.stop_supervisor("default")
 
 
 @pytest.fixture(autouse=True)
@@ -134,7 +134,7 @@ def test_fresh_setup_then_a_rerun_that_changes_nothing(
     assert "      | " not in again.stdout  # conda never ran
     assert env_stamp(member) == stamp and key_lines(member, laptop_home) == 1
     # the rerun's own connection is gone, and the background tunnel it found is still up
-    state = "from wa_onboard.core.tunnel import supervisor; print(supervisor.verify_status('default').state.value)"
+    state = "from wa_onboard.core.tunnel import daemon; print(daemon.verify_status('default').state.value)"
     status = lab.laptop_run([sys.executable, "-c", state], env=laptop_env)
     assert status.stdout.strip() == "connected", status
 

@@ -85,9 +85,9 @@ def pane_factory(lab: Lab, laptop_home: Path, monkeypatch: pytest.MonkeyPatch) -
     for pane in panes:
         pane.close()
     monkeypatch.setenv("HOME", str(laptop_home))
-    from wa_onboard.core.tunnel import supervisor
+    from wa_onboard.core.tunnel import daemon
 
-    supervisor.stop_supervisor("default")
+    daemon.stop_supervisor("default")
 
 
 def start_wizard(

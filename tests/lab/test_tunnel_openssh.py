@@ -363,25 +363,24 @@ def _kill_masters_leaving_sockets(laptop_home: Path, monkeypatch: pytest.MonkeyP
     import signal
 
     monkeypatch.setenv("HOME", str(laptop_home))
-    from wa_onboard.core.tunnel import sshfiles
+    from wa_onboard.core.tunnel import procs, sshfiles
     from wa_onboard.core.tunnel import state as tunnelstate
     from wa_onboard.core.tunnel.engines import openssh as engine_openssh
 
     record = tunnelstate.read_record("default")
-    if record is not None and tunnelstate.process_alive(record.pid):
+    if record is not None and procs.process_alive(record.pid):
         os.kill(record.pid, signal.SIGSTOP)
     config = str(sshfiles.config_path())
     found = engine_openssh.our_ssh_processes(config, ("wa-jump", "wa-ws"))
-    masters = [pid for pid in found if "-N" in (tunnelstate.process_cmdline(pid) or [])]
+    masters = [pid for pid in found if "-N" in (procs.process_cmdline(pid) or [])]
     assert len(masters) == 2, found
     for pid in masters:
         os.kill(pid, signal.SIGKILL)
-    if record is not None and tunnelstate.process_alive(record.pid):
+    if record is not None and procs.process_alive(record.pid):
         os.kill(record.pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
     while any(
-        tunnelstate.process_alive(pid)
-        for pid in engine_openssh.our_ssh_processes(config, ("wa-jump", "wa-ws"))
+        procs.process_alive(pid) for pid in engine_openssh.our_ssh_processes(config, ("wa-jump", "wa-ws"))
     ):
         assert time.monotonic() < deadline, "ssh processes outlived their masters"
         time.sleep(0.1)

@@ -263,7 +263,7 @@ def _down_backend() -> FakeBackend:
     lost = classify(
         f"ssh: connect to host {jump.host} port {jump.port}: Connection timed out\r\n", jump, jump
     )
-    # what supervisor.BackgroundSession yields when start_detached raises
+    # what backend.BackgroundSession yields when start_detached raises
     down = TunnelStatus("default", TunnelState.DOWN, url=MEMBER.url, message=lost.message, hint=lost.hint)
     return FakeBackend(tunnel_session=FakeTunnel([down]))
 

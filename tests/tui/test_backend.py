@@ -12,7 +12,7 @@ import pytest
 from wa_onboard.core.errors import WaError
 from wa_onboard.core.profile import Profile
 from wa_onboard.core.prompts import NoPrompter
-from wa_onboard.core.results import StepResult, StepStatus, TunnelState
+from wa_onboard.core.results import StepResult, StepStatus, TunnelState, TunnelStatus
 from wa_onboard.core.setup.plan import SetupOutcome
 from wa_onboard.tui.backend import RealBackend, UnavailableTunnel
 
@@ -26,12 +26,12 @@ def test_real_backend_lists_the_core_plan() -> None:
 
 
 def test_a_tunnel_that_cannot_start_is_down_with_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
-    from wa_onboard.core.tunnel import supervisor
+    from wa_onboard.tui import backend
 
     def refuse(*args: object) -> None:
         raise WaError("the state directory is not writable", "fix the permissions of ~/.local/state")
 
-    monkeypatch.setattr(supervisor, "tui_session", refuse)
+    monkeypatch.setattr(backend, "tui_session", refuse)
     session = RealBackend().tunnel("default", Profile(user="bbadger"), NoPrompter())
     assert isinstance(session, UnavailableTunnel) and not session.can_detach
     (status,) = list(session.statuses())
@@ -44,13 +44,13 @@ def test_r_without_a_tunnel_session_starts_the_tunnel_or_says_why_not(
 ) -> None:
     """r (and o's "connect now") on the fallback did nothing: it now asks again for a session, which
     starts the background tunnel as connect --detach does, or raises what the app shows."""
-    from wa_onboard.core.tunnel import supervisor
+    from wa_onboard.tui import backend
     from wa_onboard.tui.fake import FakeTunnel, status
 
     def refuse(*args: object) -> None:
         raise WaError("the state directory is not writable", "fix the permissions of ~/.local/state")
 
-    monkeypatch.setattr(supervisor, "tui_session", refuse)
+    monkeypatch.setattr(backend, "tui_session", refuse)
     session = RealBackend().tunnel("default", Profile(user="bbadger"), NoPrompter())
     assert isinstance(session, UnavailableTunnel)
     with pytest.raises(WaError) as caught:
@@ -60,7 +60,7 @@ def test_r_without_a_tunnel_session_starts_the_tunnel_or_says_why_not(
 
     up = status(TunnelState.UP)
     started = FakeTunnel([up])
-    monkeypatch.setattr(supervisor, "tui_session", lambda *args: started)
+    monkeypatch.setattr(backend, "tui_session", lambda *args: started)
     session.reconnect()
     assert session.can_detach
     watched = session.statuses()
@@ -141,3 +141,39 @@ def test_setup_yes_reaches_the_apps_backend(monkeypatch: pytest.MonkeyPatch) -> 
     assert tui.launch_setup(Ctx()) == 0  # type: ignore[arg-type]
     (backend,) = made
     assert (backend.assume_yes, backend.repair, backend.no_browser) == (True, False, True)
+
+
+def test_the_tui_session_ends_a_stop_on_down_and_comes_back_on_reconnect(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The dashboard shows the last snapshot it got: after x (stop) that must be DOWN, not the UP
+    from before; and r after x starts the tunnel again."""
+    from wa_onboard.core.tunnel import daemon
+    from wa_onboard.tui.backend import BackgroundSession
+
+    profile = Profile(user="bbadger")
+    started: list[str] = []
+    stopped: list[str] = []
+    up = TunnelStatus("default", TunnelState.UP, url=profile.url, pid=4242, since=1.0)
+    monkeypatch.setattr(daemon, "start_detached", lambda profile, name: started.append(name))
+    monkeypatch.setattr(daemon, "stop_supervisor", lambda name: stopped.append(name))
+    monkeypatch.setattr(daemon, "verify_status", lambda name, profile=None: up)
+    session = BackgroundSession("default", profile)
+
+    def watch() -> list[TunnelStatus]:
+        seen: list[TunnelStatus] = []
+        for status in session.statuses():
+            seen.append(status)
+            if status.state is TunnelState.UP:
+                session.stop()  # as x does, from another thread in the app; here between polls
+        return seen
+
+    seen = watch()
+    assert [s.state for s in seen] == [TunnelState.CONNECTING, TunnelState.UP, TunnelState.DOWN]
+    assert seen[-1].message == "stopped" and seen[-1].since is None and seen[-1].pid is None
+    assert started == ["default"] and stopped == ["default"]
+
+    session.reconnect()
+    again = watch()
+    assert [s.state for s in again] == [TunnelState.CONNECTING, TunnelState.UP, TunnelState.DOWN]
+    assert started == ["default", "default"]

@@ -24,7 +24,7 @@ from wa_onboard.core.doctor import checks_local, checks_remote, checks_tunnel, f
 from wa_onboard.core.doctor.context import DoctorContext, WorkstationRun
 from wa_onboard.core.profile import Profile, ProfileStore
 from wa_onboard.core.results import CheckStatus
-from wa_onboard.core.tunnel import sshfiles, supervisor
+from wa_onboard.core.tunnel import procs, sshfiles, supervisor
 from wa_onboard.core.tunnel import state as tunnelstate
 from wa_onboard.core.tunnel.engines import Engine
 
@@ -258,6 +258,24 @@ def test_local_port_taken_by_another_program_is_what_connect_moves_off() -> None
     assert f"kill {squatter.pid}" in outcome.hint
 
 
+def test_a_child_of_the_live_supervisor_holds_the_port_for_it(isolated_home: Path) -> None:
+    """The port holder's parent is the live supervisor: its forward (ours). A record whose supervisor is
+    gone vouches for nothing: the same holder is another program then (its pid may be anyone's now)."""
+    port = free_port()
+    profile = Profile(user="bbadger", local_port=port)
+    url = f"http://127.0.0.1:{port}/jupyter/"
+    tunnelstate.write_record(
+        tunnelstate.TunnelRecord("default", os.getpid(), port, url, "openssh", "connected", since=0.0)
+    )
+    with squatting(port):
+        gone = checks_local.local_port(local_ctx(profile))
+        with tunnelstate.ProfileLock("default"), pytest.MonkeyPatch.context() as patch:
+            patch.setattr(procs, "is_our_supervisor", lambda pid, name: pid == os.getpid())
+            live = checks_local.local_port(local_ctx(profile))
+    assert live.status is CheckStatus.OK and "held by our tunnel" in live.summary, live
+    assert gone.status is CheckStatus.WARN and "another program" in gone.summary, gone
+
+
 def test_another_profiles_tunnel_on_the_port_is_not_ours(tmp_path: Path) -> None:
     """An ssh of ours for profile 'lab2' holds the default profile's port: not this profile's orphan (the old
     check called it ours and offered its pid to kill); connect moves off it, and the hint names that profile."""
@@ -269,7 +287,7 @@ def test_another_profiles_tunnel_on_the_port_is_not_ours(tmp_path: Path) -> None
     fake_ssh = tmp_path / "ssh"  # a python that looks like an ssh master of profile lab2 in the process table
     fake_ssh.symlink_to(sys.executable)
     with squatting(port, argv0=str(fake_ssh), args=("-F", config, "-N", "wa-lab2-ws")) as ssh:
-        argv = tunnelstate.process_cmdline(ssh.pid) or []
+        argv = procs.process_cmdline(ssh.pid) or []
         assert argv[0] == str(fake_ssh) and argv[-4:] == [
             "-F",
             config,
@@ -291,7 +309,8 @@ def test_tunnel_already_up_on_another_port(hub: int) -> None:
     profile = Profile(user="bbadger", local_port=port)
     ctx = local_ctx(profile)
     url = f"http://127.0.0.1:{hub}/jupyter/"
-    record = tunnelstate.TunnelRecord("default", os.getpid(), hub, url, "openssh", "connected", since=0.0)
+    # the live supervisor: not the squatter's parent (this process), which would make the squatter its ssh
+    record = tunnelstate.TunnelRecord("default", os.getppid(), hub, url, "openssh", "connected", since=0.0)
     ctx.once("live-tunnel", lambda: record)
     assert checks_local.local_port(ctx).summary == f"127.0.0.1:{port} is free; your tunnel uses {hub}: {url}"
     with squatting(port):
@@ -352,7 +371,7 @@ def test_a_privileged_port_is_named_as_such_not_busy(monkeypatch: pytest.MonkeyP
     """Below 1024 the system refuses a normal user the port: the doctor says so in connect's words,
     and does not send the member hunting for a program that holds it."""
     profile = Profile(user="bbadger", local_port=80)
-    monkeypatch.setattr(tunnelstate, "port_state", lambda port: tunnelstate.PortState.DENIED)
+    monkeypatch.setattr(procs, "port_state", lambda port: procs.PortState.DENIED)
     outcome = checks_local.local_port(local_ctx(profile))
     assert outcome.status is CheckStatus.FAIL, outcome
     assert "privileged port (below 1024)" in outcome.summary, outcome

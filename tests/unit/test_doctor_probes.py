@@ -11,10 +11,11 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from wa_onboard.core.doctor import checks_tunnel, probes
+from wa_onboard.core.doctor import checks_tunnel
 from wa_onboard.core.doctor.context import DoctorContext
 from wa_onboard.core.profile import Profile
 from wa_onboard.core.results import CheckStatus
+from wa_onboard.core.tunnel import probe as probes
 
 Handler = Callable[[socket.socket], None]
 

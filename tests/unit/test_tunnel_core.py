@@ -25,12 +25,14 @@ from wa_onboard.commands.prompter_cli import CliPrompter
 from wa_onboard.core.profile import Profile
 from wa_onboard.core.prompts import ConfirmQuestion, HostKeyQuestion, PasswordOnce, SecretQuestion
 from wa_onboard.core.results import TunnelState, TunnelStatus
-from wa_onboard.core.tunnel import sshfiles
+from wa_onboard.core.tunnel import procs, sshfiles
 from wa_onboard.core.tunnel import state as tunnelstate
+from wa_onboard.core.tunnel.daemon import _notify_ready, _read_line
 from wa_onboard.core.tunnel.engines import Engine, classify, hops
 from wa_onboard.core.tunnel.engines.base import ConnectError, Failure
 from wa_onboard.core.tunnel.engines.openssh import OpenSshEngine, _control_sockets_exist
-from wa_onboard.core.tunnel.supervisor import Backoff, _notify_ready, _read_line, hub_version, probe_hub
+from wa_onboard.core.tunnel.probe import hub_version, probe_hub
+from wa_onboard.core.tunnel.supervisor import Backoff
 
 PROFILE = Profile(user="bbadger", jump="best-tux.cae.wisc.edu", host="carproject-06.engr.wisc.edu:2222")
 
@@ -423,15 +425,33 @@ def test_port_holder_is_named() -> None:
     try:
         assert proc.stdout
         port = int(proc.stdout.readline())
-        assert not tunnelstate.port_is_free(port)
-        holder = tunnelstate.port_holder(port)
+        assert not procs.port_is_free(port)
+        holder = procs.port_holder(port)
         assert holder is not None and holder.pid == proc.pid and holder.name.startswith("python")
         assert str(holder) == f"{holder.name} (pid {proc.pid})"
-        free = tunnelstate.next_free_port(port + 1)
-        assert free is not None and free > port and tunnelstate.port_is_free(free)
+        free = procs.next_free_port(port + 1)
+        assert free is not None and free > port and procs.port_is_free(free)
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_listener_psutil_cannot_name_or_see(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Linux shows another user's socket without its process: named as such. macOS without root lets
+    psutil read no socket table at all: lsof answers instead."""
+    import psutil
+
+    theirs = SimpleNamespace(status=psutil.CONN_LISTEN, laddr=SimpleNamespace(port=8000), pid=None)
+    monkeypatch.setattr(psutil, "net_connections", lambda kind="inet": [theirs])
+    monkeypatch.setattr(procs, "_holder_from_lsof", lambda port: procs.PortHolder(4242, "node"))
+    assert procs.port_holder(8000) == procs.PortHolder(None, "a process of another user")
+    assert procs.port_holder(8001) is None
+
+    def denied(kind: str = "inet") -> list[Any]:
+        raise psutil.AccessDenied()
+
+    monkeypatch.setattr(psutil, "net_connections", denied)
+    assert procs.port_holder(8000) == procs.PortHolder(4242, "node")
 
 
 # --- the hub probe --------------------------------------------------------------------------------
@@ -580,7 +600,7 @@ def test_port_holder_survives_fds_closing_during_the_scan() -> None:
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
-        holder = tunnelstate.port_holder(listener.getsockname()[1])
+        holder = procs.port_holder(listener.getsockname()[1])
     assert holder is not None and holder.pid == os.getpid()
 
 
@@ -672,10 +692,10 @@ def test_a_listener_on_the_ipv6_loopback_makes_the_port_busy() -> None:
         squatter.bind(("::1", 0))
         squatter.listen()
         port = squatter.getsockname()[1]
-        assert tunnelstate.port_state(port) is tunnelstate.PortState.BUSY
-        assert not tunnelstate.port_is_free(port)
-        assert tunnelstate.next_free_port(port) != port
-        assert tunnelstate.port_holder(port) is not None  # and it is named (Linux: /proc/net/tcp6)
+        assert procs.port_state(port) is procs.PortState.BUSY
+        assert not procs.port_is_free(port)
+        assert procs.next_free_port(port) != port
+        assert procs.port_holder(port) is not None  # and it is named (Linux: /proc/net/tcp6)
 
 
 def test_the_url_we_open_is_our_forwards_own_address() -> None:
@@ -696,13 +716,13 @@ def test_bind_errors_are_told_apart(error: OSError, state: str) -> None:
     import errno
 
     error.errno = errno.EACCES if isinstance(error, PermissionError) else errno.EADDRINUSE
-    assert tunnelstate.bind_error_state(error).value == state
+    assert procs.bind_error_state(error).value == state
 
 
 @pytest.mark.skipif(sys.platform != "linux" or os.geteuid() != 0, reason="needs root to drop to nobody")
 def test_a_privileged_port_is_denied_not_busy_for_a_normal_user() -> None:
     """Nothing listens on port 80: a normal user just may not bind it (checked as uid nobody)."""
-    code = "from wa_onboard.core.tunnel import state as t; print(t.port_state(80).value)"
+    code = "from wa_onboard.core.tunnel import procs as t; print(t.port_state(80).value)"
     done = subprocess.run(
         ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable, "-c", code],
         capture_output=True,
@@ -730,7 +750,7 @@ class _NoLogin(Engine):
 def test_connect_to_a_privileged_port_names_the_real_cause(monkeypatch: pytest.MonkeyPatch) -> None:
     from wa_onboard.core.tunnel.supervisor import Supervisor
 
-    monkeypatch.setattr(tunnelstate, "port_state", lambda port: tunnelstate.PortState.DENIED)
+    monkeypatch.setattr(procs, "port_state", lambda port: procs.PortState.DENIED)
     sup = Supervisor(
         Profile(user="bbadger", local_port=80),
         engine_factory=lambda reconnecting: _NoLogin(),  # type: ignore[arg-type,return-value]
@@ -751,12 +771,22 @@ def test_connect_to_a_privileged_port_names_the_real_cause(monkeypatch: pytest.M
     ("argv", "profile", "ours"),
     [
         (
+            ["/usr/bin/python3", "-m", "wa_onboard.core.tunnel.daemon", "--profile", "default"],
+            "default",
+            True,
+        ),
+        (  # started by the previous version, as the tunnel package's supervisor module
             ["/usr/bin/python3", "-m", "wa_onboard.core.tunnel.supervisor", "--profile", "default"],
             "default",
             True,
         ),
+        (  # started by the version before that, from the flat core
+            ["/usr/bin/python3", "-m", "wa_onboard.core.supervisor", "--profile", "default"],
+            "default",
+            True,
+        ),
         (
-            ["/usr/bin/python3", "-m", "wa_onboard.core.tunnel.supervisor", "--profile", "ws7"],
+            ["/usr/bin/python3", "-m", "wa_onboard.core.tunnel.daemon", "--profile", "ws7"],
             "default",
             False,
         ),
@@ -773,7 +803,7 @@ def test_connect_to_a_privileged_port_names_the_real_cause(monkeypatch: pytest.M
     ],
 )
 def test_our_supervisor_is_known_by_its_argv_shape(argv: list[str], profile: str, ours: bool) -> None:
-    assert tunnelstate.supervisor_argv_matches(argv, profile) is ours
+    assert procs.supervisor_argv_matches(argv, profile) is ours
 
 
 def test_a_process_that_merely_mentions_wa_onboard_is_not_ours(isolated_home: Path) -> None:
@@ -782,10 +812,37 @@ def test_a_process_that_merely_mentions_wa_onboard_is_not_ours(isolated_home: Pa
     log.write_text("")
     with subprocess.Popen(["tail", "-f", str(log)], stdout=subprocess.DEVNULL) as proc:
         try:
-            assert tunnelstate.process_alive(proc.pid)
-            assert not tunnelstate.is_our_supervisor(proc.pid, "default")
+            assert procs.process_alive(proc.pid)
+            assert not procs.is_our_supervisor(proc.pid, "default")
         finally:
             proc.kill()
+
+
+def test_process_facts_of_a_child() -> None:
+    """Alive, argv, parent, found by its argv, and pinned by its start time; once it ended (a zombie
+    not reaped yet counts as ended), nothing reaches its pid any more."""
+    import signal
+
+    code = "import time; time.sleep(60)"
+    with subprocess.Popen([sys.executable, "-c", code]) as child:
+        try:
+            assert procs.process_alive(child.pid)
+            assert procs.process_cmdline(child.pid) == [sys.executable, "-c", code]
+            assert procs.parent(child.pid) == os.getpid()
+            assert procs.descends_from(child.pid, os.getpid())
+            assert not procs.descends_from(os.getpid(), child.pid)
+            assert procs.pids_matching(lambda argv: argv[-1] == code) == [child.pid]
+            pinned = procs.Pinned(child.pid)
+            assert pinned.alive()
+        finally:
+            child.kill()
+        deadline = time.monotonic() + 10
+        while procs.process_alive(child.pid):  # a zombie until waited for
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert not pinned.alive()
+    assert not pinned.signal(signal.SIGTERM)
+    assert not procs.process_alive(child.pid) and procs.process_cmdline(child.pid) is None
 
 
 # --- status while the supervisor reconnects -----------------------------------------------------
@@ -851,7 +908,7 @@ def test_status_during_a_reconnect_says_so_with_the_attempt(
             last_error="cannot reach the jump host x: timed out",
         )
     )
-    monkeypatch.setattr(tunnelstate, "is_our_supervisor", lambda pid, name: pid == os.getpid())
+    monkeypatch.setattr(procs, "is_our_supervisor", lambda pid, name: pid == os.getpid())
     with tunnelstate.ProfileLock("default"):
         assert cli.main(["status"]) == 1
     out = capsys.readouterr().out
@@ -863,7 +920,7 @@ def test_status_just_after_the_port_closed_says_the_tunnel_reconnects(
     isolated_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The record still says connected, ssh is gone: the live supervisor will notice and reconnect."""
-    from wa_onboard.core.tunnel.supervisor import verify_status
+    from wa_onboard.core.tunnel.daemon import verify_status
 
     with socket.socket() as spare:
         spare.bind(("127.0.0.1", 0))
@@ -879,7 +936,7 @@ def test_status_just_after_the_port_closed_says_the_tunnel_reconnects(
             base_url="/jupyter",
         )
     )
-    monkeypatch.setattr(tunnelstate, "is_our_supervisor", lambda pid, name: pid == os.getpid())
+    monkeypatch.setattr(procs, "is_our_supervisor", lambda pid, name: pid == os.getpid())
     with tunnelstate.ProfileLock("default"):
         status = verify_status("default", PROFILE)
     assert status.state is TunnelState.RECONNECTING and "reconnects on its own" in status.message
@@ -992,37 +1049,3 @@ def test_login_clears_the_socket_a_killed_master_left(control: Path, monkeypatch
     )
     assert engine._live_master_or_clean(engine.jump_hop) is None
     assert not stale.exists()
-
-
-def test_the_tui_session_ends_a_stop_on_down_and_comes_back_on_reconnect(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The dashboard shows the last snapshot it got: after x (stop) that must be DOWN, not the UP
-    from before; and r after x starts the tunnel again."""
-    from wa_onboard.core.tunnel import supervisor
-
-    started: list[str] = []
-    stopped: list[str] = []
-    up = TunnelStatus("default", TunnelState.UP, url=PROFILE.url, pid=4242, since=1.0)
-    monkeypatch.setattr(supervisor, "start_detached", lambda profile, name: started.append(name))
-    monkeypatch.setattr(supervisor, "stop_supervisor", lambda name: stopped.append(name))
-    monkeypatch.setattr(supervisor, "verify_status", lambda name, profile=None: up)
-    session = supervisor.BackgroundSession("default", PROFILE)
-
-    def watch() -> list[TunnelStatus]:
-        seen: list[TunnelStatus] = []
-        for status in session.statuses():
-            seen.append(status)
-            if status.state is TunnelState.UP:
-                session.stop()  # as x does, from another thread in the app; here between polls
-        return seen
-
-    seen = watch()
-    assert [s.state for s in seen] == [TunnelState.CONNECTING, TunnelState.UP, TunnelState.DOWN]
-    assert seen[-1].message == "stopped" and seen[-1].since is None and seen[-1].pid is None
-    assert started == ["default"] and stopped == ["default"]
-
-    session.reconnect()
-    again = watch()
-    assert [s.state for s in again] == [TunnelState.CONNECTING, TunnelState.UP, TunnelState.DOWN]
-    assert started == ["default", "default"]

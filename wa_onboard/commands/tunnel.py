@@ -17,6 +17,7 @@ from wa_onboard.core.browser import open_url
 from wa_onboard.core.errors import WaError
 from wa_onboard.core.profile import Profile, command_line
 from wa_onboard.core.results import TunnelState, TunnelStatus
+from wa_onboard.core.tunnel import daemon
 from wa_onboard.core.tunnel import state as tunnelstate
 from wa_onboard.core.tunnel import supervisor as sup
 from wa_onboard.core.tunnel.engines.base import ConnectError, Failure
@@ -63,7 +64,7 @@ def _explicit_port(ctx: CommandContext) -> bool:
 def connect(ctx: CommandContext, profile: Profile) -> int:
     args, name = ctx.args, ctx.profile_name
     if tunnelstate.lock_is_held(name):
-        status = sup.verify_status(name, profile)
+        status = daemon.verify_status(name, profile)
         if status.connected:
             _out(f"already connected: {status.url} (background pid {status.pid})")
             _out(f"stop it with: {command_line(ctx.profile_name, 'disconnect')}")
@@ -76,7 +77,7 @@ def connect(ctx: CommandContext, profile: Profile) -> int:
         )
     _trust_new_host_keys(ctx, profile)
     if args.detach:
-        summary = sup.start_detached(profile, name, explicit_port=_explicit_port(ctx), fork=True)
+        summary = daemon.start_detached(profile, name, explicit_port=_explicit_port(ctx), fork=True)
         record = tunnelstate.read_record(name)
         url = record.url if record else profile.url
         _out(summary)
@@ -168,7 +169,7 @@ def status_dict(status: TunnelStatus) -> dict[str, object]:
 
 
 def status(ctx: CommandContext, profile: Profile) -> int:
-    current = sup.verify_status(ctx.profile_name, profile)
+    current = daemon.verify_status(ctx.profile_name, profile)
     if ctx.args.json:
         _out(json.dumps(status_dict(current), indent=2))
         return 0 if current.connected else 1
@@ -202,7 +203,7 @@ def disconnect(ctx: CommandContext, profile: Profile) -> int:
     name = ctx.profile_name
     # the supervisor's masters end with it, even after a crash (their pty hangs up); masters the
     # member opened (`ssh wa-ws` through the Include) are theirs, and stay
-    pid = sup.stop_supervisor(name)
+    pid = daemon.stop_supervisor(name)
     if not tunnelstate.lock_is_held(name):
         tunnelstate.remove_record(name)
     _out(f"stopped the tunnel of profile {name} (pid {pid})" if pid else f"no tunnel was running for {name}")
@@ -210,7 +211,7 @@ def disconnect(ctx: CommandContext, profile: Profile) -> int:
 
 
 def open_hub(ctx: CommandContext, profile: Profile) -> int:
-    current = sup.verify_status(ctx.profile_name, profile)
+    current = daemon.verify_status(ctx.profile_name, profile)
     url = current.url
     if not current.connected:
         if tunnelstate.lock_is_held(ctx.profile_name):
@@ -218,7 +219,7 @@ def open_hub(ctx: CommandContext, profile: Profile) -> int:
                 f"the tunnel is running but {current.state.value}: {current.message}",
                 current.hint or command_line(ctx.profile_name, "status"),
             )
-        _out(sup.start_detached(profile, ctx.profile_name, fork=True))
+        _out(daemon.start_detached(profile, ctx.profile_name, fork=True))
         record = tunnelstate.read_record(ctx.profile_name)
         url = record.url if record else profile.url
     if open_url(url):

@@ -106,12 +106,10 @@ class RealBackend:
         return setup.setup(profile, options, prompter, emit, cancel)
 
     def tunnel(self, name: str, profile: Profile, prompter: Prompter) -> TunnelSession:
-        from wa_onboard.core.tunnel import supervisor
-
         try:
-            session: TunnelSession = supervisor.tui_session(name, profile, prompter)
+            session: TunnelSession = tui_session(name, profile)
         except WaError as exc:
-            return UnavailableTunnel(name, profile, exc, prompter)
+            return UnavailableTunnel(name, profile, exc)
         return session
 
     def doctor(self, name: str, profile: Profile, cancel: threading.Event) -> Iterator[CheckResult]:
@@ -135,10 +133,9 @@ class UnavailableTunnel:
     ``wa-onboard connect --detach`` does; when there is still none, the error says why (the app
     shows it), rather than nothing happening."""
 
-    def __init__(self, name: str, profile: Profile, error: WaError, prompter: Prompter | None = None) -> None:
+    def __init__(self, name: str, profile: Profile, error: WaError) -> None:
         self.name = name
         self.profile = profile
-        self.prompter = prompter
         self._session: TunnelSession | None = None
         self.can_detach = False
         """As the session's, once there is one."""
@@ -161,10 +158,8 @@ class UnavailableTunnel:
         if self._session is not None:
             self._session.reconnect()
             return
-        from wa_onboard.core.tunnel import supervisor
-
         try:
-            self._session = supervisor.tui_session(self.name, self.profile, self.prompter)
+            self._session = tui_session(self.name, self.profile)
         except WaError as exc:
             raise WaError(f"cannot start the tunnel from here: {exc.message}", exc.hint) from None
         self.can_detach = self._session.can_detach
@@ -176,3 +171,79 @@ class UnavailableTunnel:
     def detach(self) -> None:
         if self._session is not None:
             self._session.detach()
+
+
+class BackgroundSession:
+    """The TUI dashboard's tunnel: a background supervisor, watched through its state file, so the
+    tunnel outlives the app when the member leaves it running."""
+
+    can_detach = True
+
+    def __init__(self, profile_name: str, profile: Profile) -> None:
+        self.profile_name = profile_name
+        self.profile = profile
+        self._done = threading.Event()
+        self._restart = threading.Event()
+        self._stopped = False
+
+    def statuses(self) -> Iterator[TunnelStatus]:
+        """Snapshots until stop() or detach(); a stop ends on a DOWN one, so a watcher never keeps
+        showing the tunnel it just stopped as connected."""
+        from wa_onboard.core.tunnel import daemon
+        from wa_onboard.core.tunnel.engines.base import ConnectError
+
+        last: TunnelStatus | None = None
+        self._restart.set()
+        while not self._done.is_set():
+            if self._restart.is_set():
+                self._restart.clear()
+                yield TunnelStatus(self.profile_name, TunnelState.CONNECTING, url=self.profile.url)
+                try:
+                    daemon.start_detached(self.profile, self.profile_name)
+                except ConnectError as exc:
+                    yield TunnelStatus(
+                        self.profile_name,
+                        TunnelState.DOWN,
+                        url=self.profile.url,
+                        message=exc.message,
+                        hint=exc.hint,
+                    )
+                    last = None
+                    self._done.wait(2.0)
+                    continue
+            status = daemon.verify_status(self.profile_name, self.profile)
+            if status != last:
+                yield status
+                last = status
+            self._done.wait(2.0)
+        if self._stopped:
+            yield TunnelStatus(
+                self.profile_name,
+                TunnelState.DOWN,
+                url=self.profile.url,
+                local_port=self.profile.local_port,
+                message="stopped",
+            )
+
+    def reconnect(self) -> None:
+        """A new tunnel now; after stop() too (the next statuses() starts it)."""
+        from wa_onboard.core.tunnel import daemon
+
+        daemon.stop_supervisor(self.profile_name)
+        self._stopped = False
+        self._done.clear()
+        self._restart.set()
+
+    def stop(self) -> None:
+        from wa_onboard.core.tunnel import daemon
+
+        daemon.stop_supervisor(self.profile_name)
+        self._stopped = True
+        self._done.set()
+
+    def detach(self) -> None:
+        self._done.set()
+
+
+def tui_session(profile_name: str, profile: Profile) -> BackgroundSession:
+    return BackgroundSession(profile_name, profile)

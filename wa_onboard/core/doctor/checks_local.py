@@ -12,8 +12,7 @@ from wa_onboard.core.doctor.context import DoctorContext
 from wa_onboard.core.doctor.registry import Outcome, Registry, fail, ok, warn
 from wa_onboard.core.errors import WaError
 from wa_onboard.core.profile import DEFAULT_PROFILE, ProfileStore, command_line
-from wa_onboard.core.tunnel import sshclient, sshfiles, supervisor
-from wa_onboard.core.tunnel import state as tunnelstate
+from wa_onboard.core.tunnel import procs, sshclient, sshfiles, supervisor
 from wa_onboard.core.tunnel.engines.base import INSTALL_SSH_HINT
 
 
@@ -141,7 +140,7 @@ def ssh_config(ctx: DoctorContext) -> Outcome:
 def _ssh_profile(pid: int) -> str | None:
     """The profile whose tunnel ``pid`` is, when it is an ssh started with our config file for one of a
     profile's hosts (a master's last argument is its host alias); None for anything else."""
-    argv = tunnelstate.process_cmdline(pid) or []
+    argv = procs.process_cmdline(pid) or []
     if not argv or not Path(argv[0]).name.startswith("ssh") or str(sshfiles.config_path()) not in argv:
         return None
     try:
@@ -156,26 +155,16 @@ def _ssh_profile(pid: int) -> str | None:
 
 
 def _is_ours(pid: int | None, ctx: DoctorContext) -> bool:
-    """The port holder is this profile's supervisor, or an ssh it started (another profile's tunnel on the
-    same port is not ours: its pid must not be offered to kill as an orphan of this one)."""
+    """The port holder is this profile's live supervisor, or an ssh it started (another profile's tunnel on
+    the same port is not ours: its pid must not be offered to kill as an orphan of this one)."""
     if pid is None:
         return False
-    record = tunnelstate.read_record(ctx.profile_name)
+    record = ctx.live_tunnel()
     if record is not None and record.pid == pid:
         return True
     if _ssh_profile(pid) == ctx.profile_name:
         return True
-    parent = _parent(pid)
-    return record is not None and parent is not None and parent == record.pid
-
-
-def _parent(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[-1].split()
-    return int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else None
+    return record is not None and procs.parent(pid) == record.pid
 
 
 def local_port(ctx: DoctorContext) -> Outcome:
@@ -184,15 +173,15 @@ def local_port(ctx: DoctorContext) -> Outcome:
     port = ctx.profile.local_port
     live = ctx.live_tunnel()
     moved = live if live is not None and live.local_port != port else None
-    state = tunnelstate.port_state(port)
-    if state is tunnelstate.PortState.DENIED:  # the system's refusal, not another program: connect's words
+    state = procs.port_state(port)
+    if state is procs.PortState.DENIED:  # the system's refusal, not another program: connect's words
         refused = supervisor.privileged_port(port)
         return fail(refused.message, refused.hint)
-    if state is tunnelstate.PortState.FREE:
+    if state is procs.PortState.FREE:
         if moved is not None:  # e.g. connect --local-port N, not saved in the profile
             return ok(f"127.0.0.1:{port} is free; your tunnel uses {moved.local_port}: {moved.url}")
         return ok(f"127.0.0.1:{port} is free for the tunnel")
-    holder = tunnelstate.port_holder(port)
+    holder = procs.port_holder(port)
     if holder is not None and _is_ours(holder.pid, ctx):
         return ok(f"127.0.0.1:{port} is held by our tunnel ({holder})")
     if holder is None or holder.pid is None:
@@ -202,17 +191,17 @@ def local_port(ctx: DoctorContext) -> Outcome:
     elif (other := _ssh_profile(holder.pid)) is not None:
         who = f"the tunnel of wa-onboard profile '{other}' ({holder})"
         find = f"stop it ({command_line(other, 'disconnect')})"
-        argv = tunnelstate.process_cmdline(holder.pid) or []
+        argv = procs.process_cmdline(holder.pid) or []
     else:
         who = f"another program: {holder}"
         find = f"stop that program (kill {holder.pid})"
-        argv = tunnelstate.process_cmdline(holder.pid) or []
+        argv = procs.process_cmdline(holder.pid) or []
     detail = " ".join(argv)
     if moved is not None:
         return ok(
             f"port {port} is taken by {who}; your tunnel uses {moved.local_port} instead: {moved.url}", detail
         )
-    spare = tunnelstate.next_free_port(port + 1)
+    spare = procs.next_free_port(port + 1)
     if spare is None:
         return fail(
             f"127.0.0.1:{port} is taken by {who}, and no port after it is free",

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import socket
 
-from wa_onboard.core.doctor import probes
 from wa_onboard.core.doctor.context import DoctorContext
 from wa_onboard.core.doctor.registry import Outcome, Registry, fail, ok, warn
 from wa_onboard.core.remote import quote
 from wa_onboard.core.setup import conda_scripts as cs
 from wa_onboard.core.setup import env_scripts as es
-from wa_onboard.core.tunnel import supervisor
+from wa_onboard.core.tunnel import probe as probes
 from wa_onboard.core.tunnel.engines import Hop, classify, hops
 
 TCP_TIMEOUT = 5.0
@@ -288,7 +287,7 @@ def hub_health(ctx: DoctorContext) -> Outcome:
     if answer.status == 404:
         return fail(
             f"{url} is not found (404) on the workstation's port {ctx.profile.remote_port}",
-            supervisor.not_found_hint(
+            probes.not_found_hint(
                 base, ctx.profile.remote_port, jupyterhub=answer.from_jupyterhub, setup=ctx.command("setup")
             ),
         )

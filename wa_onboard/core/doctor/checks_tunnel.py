@@ -31,12 +31,12 @@ from __future__ import annotations
 
 import time
 
-from wa_onboard.core.doctor import probes
 from wa_onboard.core.doctor.checks_local import _is_ours
 from wa_onboard.core.doctor.context import DoctorContext
 from wa_onboard.core.doctor.registry import Outcome, Registry, fail, ok, warn
+from wa_onboard.core.tunnel import probe as probes
+from wa_onboard.core.tunnel import procs
 from wa_onboard.core.tunnel import state as tunnelstate
-from wa_onboard.core.tunnel import supervisor
 
 #: the websocket JupyterLab opens to its server's event bus (jupyter_server 2+); unlike the kernel
 #: channels, its answers carry the ``X-JupyterHub-Version`` stamp of the hub's single-user extension
@@ -58,7 +58,7 @@ def running(ctx: DoctorContext) -> Outcome:
             f"supervisor running (pid {live.pid}), {live.state}: {live.message}",
             live.hint or "it reconnects by itself once the cause is fixed",
         )
-    holder = tunnelstate.port_holder(ctx.profile.local_port)
+    holder = procs.port_holder(ctx.profile.local_port)
     if holder is not None and _is_ours(holder.pid, ctx):
         return warn(
             f"an ssh forward of ours holds the port ({holder}), but no supervisor watches it",
@@ -71,9 +71,9 @@ def running(ctx: DoctorContext) -> Outcome:
     return fail("no tunnel is running for this profile", f"{ctx.command('connect')} (or {connect})")
 
 
-def _probe(ctx: DoctorContext) -> supervisor.Probe:
+def _probe(ctx: DoctorContext) -> probes.Probe:
     p, port = ctx.profile, ctx.tunnel_port
-    return ctx.once("tunnel-probe", lambda: supervisor.probe_hub(port, p.base_url, p.remote_port))
+    return ctx.once("tunnel-probe", lambda: probes.probe_hub(port, p.base_url, p.remote_port))
 
 
 def forward(ctx: DoctorContext) -> Outcome:
@@ -92,7 +92,7 @@ def hub(ctx: DoctorContext) -> Outcome:
     if not probe.ok:
         hint = probe.hint.replace("wa-onboard setup", ctx.command("setup"))  # this profile's command
         return fail(probe.message, hint or f"{ctx.command('doctor --report FILE')} and send it to the lab")
-    version = supervisor.hub_version(port, p.base_url)
+    version = probes.hub_version(port, p.base_url)
     if not version:
         return fail(
             f"127.0.0.1:{port} answers, but not as JupyterHub ({p.base_url}/hub/api has no version)",

@@ -70,17 +70,7 @@ class DoctorContext:
     def live_tunnel(self) -> tunnelstate.TunnelRecord | None:
         """This profile's tunnel record when its supervisor is alive (its lock is held, its pid is ours)."""
 
-        def read() -> tunnelstate.TunnelRecord | None:
-            name = self.profile_name
-            record = tunnelstate.read_record(name)
-            alive = (
-                record is not None
-                and tunnelstate.lock_is_held(name)
-                and tunnelstate.is_our_supervisor(record.pid, name)
-            )
-            return record if alive else None
-
-        return self.once("live-tunnel", read)
+        return self.once("live-tunnel", lambda: tunnelstate.live_record(self.profile_name))
 
     @property
     def tunnel_port(self) -> int:

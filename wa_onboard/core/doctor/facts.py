@@ -12,16 +12,15 @@ connection.
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from wa_onboard.core.profile import Profile
 from wa_onboard.core.remote import quote
 from wa_onboard.core.setup import conda_scripts as cs
 from wa_onboard.core.setup import env_scripts as es
 from wa_onboard.core.setup import kernel_scripts as ks
+from wa_onboard.core.tunnel.probe import HttpAnswer
 
 #: stands for the env's python in kernel_scripts.kernel_status_script; replaced by a bash variable
 _PY_SLOT = "__WA_DOCTOR_PYTHON__"
@@ -129,38 +128,6 @@ def script(profile: Profile, parts: Iterable[str] | None = None) -> str:
     every = _parts(profile)
     wanted = set(parts) if parts is not None else set(every)
     return _prelude(profile) + "".join(body for name, body in every.items() if name in wanted)
-
-
-@dataclass(frozen=True)
-class HttpAnswer:
-    status: int
-    headers: Mapping[str, str]
-    body: str
-
-    @classmethod
-    def parse(cls, raw: str) -> HttpAnswer | None:
-        head, _, body = raw.replace("\r\n", "\n").partition("\n\n")
-        lines = head.split("\n")
-        m = re.match(r"HTTP/\d(?:\.\d)?\s+(\d{3})", lines[0] if lines else "")
-        if not m:
-            return None
-        headers = {}
-        for line in lines[1:]:
-            k, sep, v = line.partition(":")
-            if sep:
-                headers[k.strip().lower()] = v.strip()
-        return cls(int(m.group(1)), headers, body)
-
-    def json(self) -> Any:
-        try:
-            return json.loads(self.body)
-        except ValueError:
-            return None
-
-    @property
-    def from_jupyterhub(self) -> bool:
-        """JupyterHub (hub or single-user server) stamps its answers with its version."""
-        return "x-jupyterhub-version" in self.headers
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ machine) importing its modules before ssh even started, and the jump host's logi
 after that. Both can run at once. The entry point calls :func:`maybe_start` first thing: it forks
 the background supervisor-to-be, which starts the jump master at once (the very argv the engine
 would use), then imports the rest while ssh logs in, and waits for its orders. The CLI meanwhile
-runs exactly as before, and where it would fork a supervisor (``supervisor.launch_detached``) it
+runs exactly as before, and where it would fork a supervisor (``daemon.launch_detached``) it
 hands this one the profile instead (:func:`take`). The supervisor adopts the master only if our
 ssh_config is still byte for byte what ssh read; otherwise it stops it and logs in afresh.
 

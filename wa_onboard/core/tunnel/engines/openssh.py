@@ -28,8 +28,7 @@ from wa_onboard.core import paths, validate
 from wa_onboard.core.profile import DEFAULT_PROFILE, Profile
 from wa_onboard.core.prompts import Prompter
 from wa_onboard.core.remote import RemoteShell, SubprocessShell
-from wa_onboard.core.tunnel import sshcmd, sshfiles
-from wa_onboard.core.tunnel import state as tunnelstate
+from wa_onboard.core.tunnel import procs, sshcmd, sshfiles
 from wa_onboard.core.tunnel.engines import transcript
 from wa_onboard.core.tunnel.engines.base import INSTALL_SSH_HINT, ConnectError, Engine, Failure, Hop, hops
 
@@ -324,7 +323,7 @@ class OpenSshEngine(Engine):
         family = [
             pid
             for pid in our_ssh_processes(self.config, (self.jump_hop.alias, self.ws_hop.alias))
-            if _descends_from(pid, os.getpid())
+            if procs.descends_from(pid, os.getpid())
         ]
         for master in owned:
             self._control(master.hop, "exit", timeout=5.0)
@@ -332,7 +331,7 @@ class OpenSshEngine(Engine):
                 master.child.close(force=True)
         deadline = time.monotonic() + 3.0
         while True:
-            left = [pid for pid in family if tunnelstate.process_alive(pid)]
+            left = [pid for pid in family if procs.process_alive(pid)]
             if not left or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
@@ -383,41 +382,16 @@ def remove_stale_socket(path: str) -> bool:
 
 
 def our_ssh_processes(config: str, aliases: tuple[str, ...]) -> list[int]:
-    """PIDs of ssh processes started with our config file for one of these aliases (Linux: /proc)."""
-    found: list[int] = []
-    proc = "/proc"
-    if not sys.platform.startswith("linux") or not os.path.isdir(proc):  # noqa: PTH112
-        return found
-    for entry in os.listdir(proc):  # noqa: PTH208
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"{proc}/{entry}/cmdline", "rb") as handle:  # noqa: PTH123
-                argv = handle.read().split(b"\0")
-        except OSError:
-            continue
-        words = [a.decode("utf-8", "replace") for a in argv if a]
-        if not words or not os.path.basename(words[0]).startswith("ssh"):  # noqa: PTH119
-            continue
-        if config in words and any(alias in words for alias in aliases):
-            found.append(int(entry))
-    return found
+    """PIDs of ssh processes started with our config file for one of these aliases."""
 
+    def ours(words: list[str]) -> bool:
+        return (
+            os.path.basename(words[0]).startswith("ssh")  # noqa: PTH119
+            and config in words
+            and any(alias in words for alias in aliases)
+        )
 
-def _descends_from(pid: int, ancestor: int) -> bool:
-    """Whether ``ancestor`` is ``pid``'s parent, grandparent, ... (Linux: /proc)."""
-    seen = 0
-    while pid > 1 and seen < 64:
-        if pid == ancestor:
-            return True
-        try:
-            with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as handle:  # noqa: PTH123
-                stat = handle.read()
-        except OSError:
-            return False
-        pid = int(stat.rsplit(")", 1)[1].split()[1])  # the field after the state is the ppid
-        seen += 1
-    return False
+    return procs.pids_matching(ours)
 
 
 def _kill(pid: int) -> None:
