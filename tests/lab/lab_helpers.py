@@ -13,8 +13,7 @@ from typing import Any
 import pytest
 from lab import Lab, Member
 
-from wa_onboard.core.tunnel import sshfiles
-from wa_onboard.core.tunnel import state as tunnelstate
+from wa_onboard.core.tunnel import sshfiles, state as tunnelstate
 from wa_onboard.core.tunnel.engines.openssh import our_ssh_processes
 
 HERE = Path(__file__).resolve().parent

@@ -35,8 +35,7 @@ from lab_helpers import (
 )
 from test_tunnel_openssh import profile_values
 
-from wa_onboard.core.tunnel import sshfiles
-from wa_onboard.core.tunnel import state as tunnelstate
+from wa_onboard.core.tunnel import sshfiles, state as tunnelstate
 from wa_onboard.core.tunnel.engines.openssh import our_ssh_processes
 
 PORT = 18010

@@ -18,8 +18,7 @@ from lab import Lab, Member
 from lab_helpers import NOTHING_LEFT, STOP_WAIT, authorize_key, connect_args, laptop_get, leftovers, wa
 
 from wa_onboard.core import paths
-from wa_onboard.core.tunnel import prestart, sshfiles
-from wa_onboard.core.tunnel import state as tunnelstate
+from wa_onboard.core.tunnel import prestart, sshfiles, state as tunnelstate
 from wa_onboard.core.tunnel.engines.openssh import our_ssh_processes
 
 PORT = 18030

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 from lab import Lab, Member
-from lab_helpers import OPENSSH_DRIVER as DRIVER
 from lab_helpers import (
+    OPENSSH_DRIVER as DRIVER,
     Driver,
     authorize_key,
     connect_args,
@@ -363,8 +363,7 @@ def _kill_masters_leaving_sockets(laptop_home: Path, monkeypatch: pytest.MonkeyP
     import signal
 
     monkeypatch.setenv("HOME", str(laptop_home))
-    from wa_onboard.core.tunnel import procs, sshfiles
-    from wa_onboard.core.tunnel import state as tunnelstate
+    from wa_onboard.core.tunnel import procs, sshfiles, state as tunnelstate
     from wa_onboard.core.tunnel.engines import openssh as engine_openssh
 
     record = tunnelstate.read_record("default")

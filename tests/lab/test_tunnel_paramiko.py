@@ -17,8 +17,6 @@ import pytest
 from lab import Lab, Member
 from lab_helpers import (
     PARAMIKO_DRIVER as DRIVER,
-)
-from lab_helpers import (
     Driver,
     connect_args,
     host_questions,

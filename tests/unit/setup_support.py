@@ -7,9 +7,7 @@ from tests.unit.fake_workstation import Workstation
 from wa_onboard.core.profile import Profile
 from wa_onboard.core.prompts import ConfirmQuestion, HostKeyQuestion, SecretQuestion
 from wa_onboard.core.results import StepStatus
-from wa_onboard.core.setup import conda_scripts as cs
-from wa_onboard.core.setup import env_scripts as es
-from wa_onboard.core.setup import steps_conda as sc
+from wa_onboard.core.setup import conda_scripts as cs, env_scripts as es, steps_conda as sc
 from wa_onboard.core.setup.plan import (
     SetupOptions,
     StepContext,

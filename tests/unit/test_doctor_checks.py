@@ -24,8 +24,7 @@ from wa_onboard.core.doctor import checks_local, checks_remote, checks_tunnel, f
 from wa_onboard.core.doctor.context import DoctorContext, WorkstationRun
 from wa_onboard.core.profile import Profile, ProfileStore
 from wa_onboard.core.results import CheckStatus
-from wa_onboard.core.tunnel import procs, sshfiles, supervisor
-from wa_onboard.core.tunnel import state as tunnelstate
+from wa_onboard.core.tunnel import procs, sshfiles, state as tunnelstate, supervisor
 from wa_onboard.core.tunnel.engines import Engine
 
 WS_CHECKS = {

@@ -316,7 +316,7 @@ def test_first_contact_asks_with_the_openssh_fingerprint_and_remembers(tmp_path:
     assert prompter.asked == [
         HostKeyQuestion("[ws.example]:2222", "ssh-ed25519", known_hosts.fingerprint(b"new-key"))
     ]
-    known = known_hosts.read("ws.example", 2222, e.known_hosts_path)
+    known = known_hosts.known_keys("ws.example", 2222, e.known_hosts_path)
     assert [k.blob for k in known] == [b"new-key"]
     e._check_host_key(FakeKeyTransport(b"new-key"), e.ws_hop, known, Trust(False))  # known now: no question
 
@@ -333,7 +333,7 @@ def test_changed_key_refused_with_the_removal_command_and_old_key_kept(tmp_path:
     e = engine(tmp_path)
     known_hosts.append("ws.example", 2222, "ssh-ed25519", b"old", e.known_hosts_path)
     before = e.known_hosts_path.read_text()
-    known = known_hosts.read("ws.example", 2222, e.known_hosts_path)
+    known = known_hosts.known_keys("ws.example", 2222, e.known_hosts_path)
     prompter = Trust(True)
     with pytest.raises(ConnectError) as err:
         e._check_host_key(FakeKeyTransport(b"new"), e.ws_hop, known, prompter)

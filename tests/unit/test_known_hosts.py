@@ -51,8 +51,8 @@ def test_appended_lines_are_found_by_ssh_keygen(tmp_path: Path) -> None:
         out = subprocess.run(["ssh-keygen", "-F", host, "-f", str(kh)], capture_output=True, text=True)
         assert out.returncode == 0, host
     # and we read back what we wrote, port for port
-    assert [k.blob for k in known_hosts.read("ws.example", 2222, kh)] == [blob]
-    assert known_hosts.read("ws.example", 22, kh) == []
+    assert [k.blob for k in known_hosts.known_keys("ws.example", 2222, kh)] == [blob]
+    assert known_hosts.known_keys("ws.example", 22, kh) == []
 
 
 def test_append_keeps_a_last_line_without_newline(tmp_path: Path) -> None:
@@ -70,9 +70,9 @@ def test_hashed_lines_written_by_ssh_keygen_are_read(tmp_path: Path) -> None:
     known_hosts.append("ws.example", 2222, key_type, blob, kh)
     subprocess.run(["ssh-keygen", "-H", "-f", str(kh)], check=True, capture_output=True)
     assert "jump.example" not in kh.read_text()  # hashed now
-    assert [k.blob for k in known_hosts.read("jump.example", 22, kh)] == [blob]
-    assert [k.blob for k in known_hosts.read("ws.example", 2222, kh)] == [blob]
-    assert known_hosts.read("other.example", 22, kh) == []
+    assert [k.blob for k in known_hosts.known_keys("jump.example", 22, kh)] == [blob]
+    assert [k.blob for k in known_hosts.known_keys("ws.example", 2222, kh)] == [blob]
+    assert known_hosts.known_keys("other.example", 22, kh) == []
 
 
 def test_patterns_negation_markers_and_junk() -> None:
@@ -122,8 +122,8 @@ def test_removal_command_removes_exactly_that_host(tmp_path: Path) -> None:
     command = known_hosts.removal_command("ws.example", 2222, kh)
     assert command == f"ssh-keygen -R '[ws.example]:2222' -f '{kh}'"
     subprocess.run(["sh", "-c", command], check=True, capture_output=True)
-    assert known_hosts.read("ws.example", 2222, kh) == []
-    assert len(known_hosts.read("jump.example", 22, kh)) == 1
+    assert known_hosts.known_keys("ws.example", 2222, kh) == []
+    assert len(known_hosts.known_keys("jump.example", 22, kh)) == 1
 
 
 def test_default_path_is_the_one_our_ssh_config_names(isolated_home: Path) -> None:
@@ -142,7 +142,7 @@ def test_a_key_of_another_type_is_changed_not_unknown(tmp_path: Path, hashed: bo
     if hashed:
         subprocess.run(["ssh-keygen", "-H", "-f", str(kh)], check=True, capture_output=True)
         assert "ws.example" not in kh.read_text()
-    on_file = known_hosts.read("ws.example", port, kh)
+    on_file = known_hosts.known_keys("ws.example", port, kh)
     assert [k.key_type for k in on_file] == ["ssh-ed25519"]
     assert known_hosts.judge(on_file, ed_type, ed_blob) is Verdict.KNOWN
     for kind in ("ecdsa", "rsa"):
@@ -152,9 +152,13 @@ def test_a_key_of_another_type_is_changed_not_unknown(tmp_path: Path, hashed: bo
     # the same host on another port, and another host, have nothing on file: first contact
     other_port = 2222 if port == 22 else 22
     assert (
-        known_hosts.judge(known_hosts.read("ws.example", other_port, kh), ed_type, ed_blob) is Verdict.UNKNOWN
+        known_hosts.judge(known_hosts.known_keys("ws.example", other_port, kh), ed_type, ed_blob)
+        is Verdict.UNKNOWN
     )
-    assert known_hosts.judge(known_hosts.read("jump.example", port, kh), ed_type, ed_blob) is Verdict.UNKNOWN
+    assert (
+        known_hosts.judge(known_hosts.known_keys("jump.example", port, kh), ed_type, ed_blob)
+        is Verdict.UNKNOWN
+    )
 
 
 def test_judge_reads_written_lines_for_bracketed_ports() -> None:

@@ -17,10 +17,12 @@ from wa_onboard.core.errors import Cancelled
 from wa_onboard.core.profile import Profile
 from wa_onboard.core.prompts import ConfirmQuestion, NoPrompter
 from wa_onboard.core.results import StepStatus
-from wa_onboard.core.setup import conda_scripts as cs
-from wa_onboard.core.setup import env_scripts as es
-from wa_onboard.core.setup import kernel_scripts as ks
-from wa_onboard.core.setup import steps_conda as sc
+from wa_onboard.core.setup import (
+    conda_scripts as cs,
+    env_scripts as es,
+    kernel_scripts as ks,
+    steps_conda as sc,
+)
 from wa_onboard.core.setup.plan import (
     PlanEvent,
     StepOutput,

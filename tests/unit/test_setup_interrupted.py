@@ -19,9 +19,7 @@ from tests.unit.setup_support import Answers, conda_steps, context, env_status, 
 from wa_onboard.core.prompts import ConfirmQuestion
 from wa_onboard.core.remote import RemoteResult
 from wa_onboard.core.results import StepStatus
-from wa_onboard.core.setup import conda_scripts as cs
-from wa_onboard.core.setup import env_scripts as es
-from wa_onboard.core.setup import steps_conda as sc
+from wa_onboard.core.setup import conda_scripts as cs, env_scripts as es, steps_conda as sc
 from wa_onboard.core.setup.plan import (
     PlanEvent,
     run_step,

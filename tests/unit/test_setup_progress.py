@@ -8,8 +8,7 @@ import pytest
 
 from wa_onboard.core.profile import Profile
 from wa_onboard.core.prompts import NoPrompter
-from wa_onboard.core.setup import progress as setup_progress
-from wa_onboard.core.setup import setup
+from wa_onboard.core.setup import progress as setup_progress, setup
 from wa_onboard.core.setup.plan import SetupOptions, Step, StepContext, StepError
 
 

@@ -13,9 +13,7 @@ from tests.unit.setup_support import Answers
 from wa_onboard.core.profile import Profile
 from wa_onboard.core.prompts import ConfirmQuestion, HostKeyQuestion, NoPrompter, SecretQuestion
 from wa_onboard.core.results import StepStatus
-from wa_onboard.core.setup import conda_scripts as cs
-from wa_onboard.core.setup import kernel_scripts as ks
-from wa_onboard.core.setup import run as setup_run
+from wa_onboard.core.setup import conda_scripts as cs, kernel_scripts as ks, run as setup_run
 from wa_onboard.core.setup.plan import (
     PlanEvent,
     SetupOptions,

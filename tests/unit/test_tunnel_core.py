@@ -25,8 +25,7 @@ from wa_onboard.commands.prompter_cli import CliPrompter
 from wa_onboard.core.profile import Profile
 from wa_onboard.core.prompts import ConfirmQuestion, HostKeyQuestion, PasswordOnce, SecretQuestion
 from wa_onboard.core.results import TunnelState, TunnelStatus
-from wa_onboard.core.tunnel import procs, sshfiles
-from wa_onboard.core.tunnel import state as tunnelstate
+from wa_onboard.core.tunnel import procs, sshfiles, state as tunnelstate
 from wa_onboard.core.tunnel.daemon import _notify_ready, _read_line
 from wa_onboard.core.tunnel.engines import Engine, classify, hops
 from wa_onboard.core.tunnel.engines.base import ConnectError, Failure
@@ -828,7 +827,7 @@ def test_process_facts_of_a_child() -> None:
         try:
             assert procs.process_alive(child.pid)
             assert procs.process_cmdline(child.pid) == [sys.executable, "-c", code]
-            assert procs.parent(child.pid) == os.getpid()
+            assert procs.process_parent(child.pid) == os.getpid()
             assert procs.descends_from(child.pid, os.getpid())
             assert not procs.descends_from(os.getpid(), child.pid)
             assert procs.pids_matching(lambda argv: argv[-1] == code) == [child.pid]

@@ -13,14 +13,12 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from wa_onboard.core import tunnel
 from wa_onboard.core.browser import open_url
 from wa_onboard.core.errors import WaError
 from wa_onboard.core.profile import Profile, command_line
 from wa_onboard.core.results import TunnelState, TunnelStatus
-from wa_onboard.core.tunnel import daemon
-from wa_onboard.core.tunnel import state as tunnelstate
-from wa_onboard.core.tunnel import supervisor as sup
-from wa_onboard.core.tunnel.engines.base import ConnectError, Failure
+from wa_onboard.core.tunnel import ConnectError, Failure
 
 if TYPE_CHECKING:
     from wa_onboard.context import CommandContext
@@ -63,8 +61,8 @@ def _explicit_port(ctx: CommandContext) -> bool:
 
 def connect(ctx: CommandContext, profile: Profile) -> int:
     args, name = ctx.args, ctx.profile_name
-    if tunnelstate.lock_is_held(name):
-        status = daemon.verify_status(name, profile)
+    if tunnel.lock_is_held(name):
+        status = tunnel.verify_status(name, profile)
         if status.connected:
             _out(f"already connected: {status.url} (background pid {status.pid})")
             _out(f"stop it with: {command_line(ctx.profile_name, 'disconnect')}")
@@ -77,8 +75,8 @@ def connect(ctx: CommandContext, profile: Profile) -> int:
         )
     _trust_new_host_keys(ctx, profile)
     if args.detach:
-        summary = daemon.start_detached(profile, name, explicit_port=_explicit_port(ctx), fork=True)
-        record = tunnelstate.read_record(name)
+        summary = tunnel.start_detached(profile, name, explicit_port=_explicit_port(ctx), fork=True)
+        record = tunnel.read_record(name)
         url = record.url if record else profile.url
         _out(summary)
         _out(f"open {url}   stop it with: {command_line(ctx.profile_name, 'disconnect')}")
@@ -91,16 +89,16 @@ def connect(ctx: CommandContext, profile: Profile) -> int:
 def _trust_new_host_keys(ctx: CommandContext, profile: Profile) -> None:
     """First contact with a host: show its fingerprint and ask (``--yes`` accepts), before the
     key-only, never-prompting supervisor starts. Never asks for a password."""
-    from wa_onboard.core.tunnel import hostkeys as known_hosts
+    from wa_onboard.core import tunnel
 
-    if all(known_hosts.read(*address) for address in (profile.jump_address, profile.host_address)):
+    if all(tunnel.known_keys(*address) for address in (profile.jump_address, profile.host_address)):
         return
     from wa_onboard.commands.prompter_cli import CliPrompter
 
     prompter = CliPrompter(assume_yes=ctx.args.yes, allow_secrets=False)
     if not (ctx.args.yes or prompter.interactive):
         return  # the supervisor will say the key is not trusted yet, and how to fix it
-    engine = sup.make_engine(profile, ctx.profile_name)
+    engine = tunnel.make_engine(profile, ctx.profile_name)
     try:
         engine.login(prompter, interactive=True)
     except ConnectError as exc:
@@ -112,19 +110,19 @@ def _trust_new_host_keys(ctx: CommandContext, profile: Profile) -> None:
 
 def _foreground(ctx: CommandContext, profile: Profile) -> int:
     args, name = ctx.args, ctx.profile_name
-    lock = tunnelstate.ProfileLock(name)
+    lock = tunnel.ProfileLock(name)
     try:
         lock.acquire()
-    except tunnelstate.LockHeld:
+    except tunnel.LockHeld:
         raise WaError(
             f"another wa-onboard is starting the tunnel for profile {name}", "try again in a moment"
         ) from None
-    supervisor = sup.Supervisor(
+    supervisor = tunnel.Supervisor(
         profile,
         name,
         explicit_port=_explicit_port(ctx),
         on_status=_print_status_line,
-        logger=tunnelstate.tunnel_logger(name),
+        logger=tunnel.tunnel_logger(name),
     )
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -169,7 +167,7 @@ def status_dict(status: TunnelStatus) -> dict[str, object]:
 
 
 def status(ctx: CommandContext, profile: Profile) -> int:
-    current = daemon.verify_status(ctx.profile_name, profile)
+    current = tunnel.verify_status(ctx.profile_name, profile)
     if ctx.args.json:
         _out(json.dumps(status_dict(current), indent=2))
         return 0 if current.connected else 1
@@ -203,24 +201,24 @@ def disconnect(ctx: CommandContext, profile: Profile) -> int:
     name = ctx.profile_name
     # the supervisor's masters end with it, even after a crash (their pty hangs up); masters the
     # member opened (`ssh wa-ws` through the Include) are theirs, and stay
-    pid = daemon.stop_supervisor(name)
-    if not tunnelstate.lock_is_held(name):
-        tunnelstate.remove_record(name)
+    pid = tunnel.stop_supervisor(name)
+    if not tunnel.lock_is_held(name):
+        tunnel.remove_record(name)
     _out(f"stopped the tunnel of profile {name} (pid {pid})" if pid else f"no tunnel was running for {name}")
     return 0
 
 
 def open_hub(ctx: CommandContext, profile: Profile) -> int:
-    current = daemon.verify_status(ctx.profile_name, profile)
+    current = tunnel.verify_status(ctx.profile_name, profile)
     url = current.url
     if not current.connected:
-        if tunnelstate.lock_is_held(ctx.profile_name):
+        if tunnel.lock_is_held(ctx.profile_name):
             raise WaError(
                 f"the tunnel is running but {current.state.value}: {current.message}",
                 current.hint or command_line(ctx.profile_name, "status"),
             )
-        _out(daemon.start_detached(profile, ctx.profile_name, fork=True))
-        record = tunnelstate.read_record(ctx.profile_name)
+        _out(tunnel.start_detached(profile, ctx.profile_name, fork=True))
+        record = tunnel.read_record(ctx.profile_name)
         url = record.url if record else profile.url
     if open_url(url):
         _out(f"opened {url}")

@@ -189,8 +189,8 @@ class BackgroundSession:
     def statuses(self) -> Iterator[TunnelStatus]:
         """Snapshots until stop() or detach(); a stop ends on a DOWN one, so a watcher never keeps
         showing the tunnel it just stopped as connected."""
-        from wa_onboard.core.tunnel import daemon
-        from wa_onboard.core.tunnel.engines.base import ConnectError
+        from wa_onboard.core import tunnel
+        from wa_onboard.core.tunnel import ConnectError
 
         last: TunnelStatus | None = None
         self._restart.set()
@@ -199,7 +199,7 @@ class BackgroundSession:
                 self._restart.clear()
                 yield TunnelStatus(self.profile_name, TunnelState.CONNECTING, url=self.profile.url)
                 try:
-                    daemon.start_detached(self.profile, self.profile_name)
+                    tunnel.start_detached(self.profile, self.profile_name)
                 except ConnectError as exc:
                     yield TunnelStatus(
                         self.profile_name,
@@ -211,7 +211,7 @@ class BackgroundSession:
                     last = None
                     self._done.wait(2.0)
                     continue
-            status = daemon.verify_status(self.profile_name, self.profile)
+            status = tunnel.verify_status(self.profile_name, self.profile)
             if status != last:
                 yield status
                 last = status
@@ -227,17 +227,17 @@ class BackgroundSession:
 
     def reconnect(self) -> None:
         """A new tunnel now; after stop() too (the next statuses() starts it)."""
-        from wa_onboard.core.tunnel import daemon
+        from wa_onboard.core import tunnel
 
-        daemon.stop_supervisor(self.profile_name)
+        tunnel.stop_supervisor(self.profile_name)
         self._stopped = False
         self._done.clear()
         self._restart.set()
 
     def stop(self) -> None:
-        from wa_onboard.core.tunnel import daemon
+        from wa_onboard.core import tunnel
 
-        daemon.stop_supervisor(self.profile_name)
+        tunnel.stop_supervisor(self.profile_name)
         self._stopped = True
         self._done.set()
 

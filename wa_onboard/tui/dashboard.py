@@ -14,8 +14,8 @@ from wa_onboard.core.profile import command_line
 from wa_onboard.core.prompts import ConfirmQuestion
 from wa_onboard.core.results import TunnelState, TunnelStatus
 from wa_onboard.tui.modals import ConfirmModal
+from wa_onboard.tui.screen import WaScreen
 from wa_onboard.tui.widgets import TitleBar, fmt_uptime
-from wa_onboard.tui.wizard import WaScreen
 
 STATE_LABELS = {
     TunnelState.CONNECTING: ("◌", "connecting"),

@@ -20,8 +20,8 @@ from wa_onboard.core import paths
 from wa_onboard.core.errors import Cancelled, WaError
 from wa_onboard.core.results import CheckResult, CheckStatus
 from wa_onboard.tui.modals import SaveReportModal
+from wa_onboard.tui.screen import WaScreen
 from wa_onboard.tui.widgets import CheckRow, TitleBar, widget_id
-from wa_onboard.tui.wizard import WaScreen
 
 #: bottom up, as the doctor checks them
 LAYERS = {

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from wa_onboard.core import doctor, paths
+from wa_onboard.core import doctor, paths, tunnel
 from wa_onboard.core.doctor.registry import Outcome, fail, ok, run_checks, warn
 from wa_onboard.core.errors import Cancelled
 from wa_onboard.core.profile import DEFAULT_PROFILE, Profile
@@ -35,7 +35,6 @@ from wa_onboard.core.setup.plan import (
     run_plan,
 )
 from wa_onboard.core.setup.run import build_plan, new_context
-from wa_onboard.core.tunnel import sshfiles
 from wa_onboard.tui.backend import StepInfo
 
 Question = SecretQuestion | HostKeyQuestion | ConfirmQuestion
@@ -121,13 +120,13 @@ def _in_home(home: str, path: Path) -> str:
 
 
 def include_question(user: str = "bbadger") -> ConfirmQuestion:
-    """``sshfiles.add_include``'s question, for a laptop without a ~/.ssh/config yet."""
+    """``tunnel.add_include``'s question, for a laptop without a ~/.ssh/config yet."""
     home = DEMO_HOME.format(user=user)
-    target = _in_home(home, sshfiles.user_config_path())
+    target = _in_home(home, tunnel.user_config_path())
     return ConfirmQuestion(
         f"Add an Include line to {target}?",
-        f"Adds one line at the top of {target}:\n    Include {_in_home(home, sshfiles.config_path())}\n"
-        f"so `ssh {sshfiles.aliases().ws}` and editors' remote features reach the workstation too. "
+        f"Adds one line at the top of {target}:\n    Include {_in_home(home, tunnel.config_path())}\n"
+        f"so `ssh {tunnel.aliases().ws}` and editors' remote features reach the workstation too. "
         "It only defines wa-* hosts; your other hosts are unchanged.",
         default=False,
     )
@@ -169,7 +168,7 @@ def demo_steps(user: str = "bbadger") -> list[FakeStep]:
     home = DEMO_HOME.format(user=user)
     jump, ws = profile.jump_address[0], profile.host_address[0]
     prefix = f"{home}/.conda/envs/{profile.env}"
-    key, ssh_config = (_in_home(home, path) for path in (paths.key_file(), sshfiles.config_path()))
+    key, ssh_config = (_in_home(home, path) for path in (paths.key_file(), tunnel.config_path()))
     python = f"{prefix}/bin/python"
     url = profile.url
     scripts: dict[str, dict[str, Any]] = {
@@ -279,7 +278,7 @@ def demo_outcomes(user: str = "bbadger") -> dict[str, Outcome]:
     profile = Profile(user=user)
     home = DEMO_HOME.format(user=user)
     jump, ws = profile.jump_address[0], profile.host_address[0]
-    names = sshfiles.aliases()
+    names = tunnel.aliases()
     port = profile.local_port
     ssh = "OpenSSH_9.2p1 Debian-2+deb12u3, OpenSSL 3.0.15 3 Sep 2024"
     fingerprint = "SHA256:3kqJ9hM4sQ0bX7cT1uWfLr8yVn2pZ6eA5dG0iKoHj1E"
@@ -289,7 +288,7 @@ def demo_outcomes(user: str = "bbadger") -> dict[str, Outcome]:
         "local.profile": ok(f"profile '{DEFAULT_PROFILE}': {user} on {ws} via {jump}"),
         "local.key": ok(f"key {paths.key_file().name} (mode 0600, {fingerprint})"),
         "local.ssh-config": ok(
-            f"{_in_home(home, sshfiles.config_path())} matches the profile ({names.jump}, {names.ws})"
+            f"{_in_home(home, tunnel.config_path())} matches the profile ({names.jump}, {names.ws})"
         ),
         "local.port": ok(f"127.0.0.1:{port} is held by our tunnel (ssh (pid 4243))"),
         "network.resolve": ok(f"{jump} resolves to 128.104.158.20"),

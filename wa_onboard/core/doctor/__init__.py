@@ -57,10 +57,10 @@ class DoctorRun:
 
 
 def local_versions() -> dict[str, str]:
-    from wa_onboard.core.tunnel import sshclient
+    from wa_onboard.core import tunnel
 
     try:
-        ssh = sshclient.client_version()
+        ssh = tunnel.client_version()
     except OSError:
         ssh = None
     return {

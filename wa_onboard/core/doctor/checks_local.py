@@ -7,17 +7,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from wa_onboard.core import paths
+from wa_onboard.core import paths, tunnel
 from wa_onboard.core.doctor.context import DoctorContext
 from wa_onboard.core.doctor.registry import Outcome, Registry, fail, ok, warn
 from wa_onboard.core.errors import WaError
 from wa_onboard.core.profile import DEFAULT_PROFILE, ProfileStore, command_line
-from wa_onboard.core.tunnel import procs, sshclient, sshfiles, supervisor
-from wa_onboard.core.tunnel.engines.base import INSTALL_SSH_HINT
+from wa_onboard.core.tunnel import INSTALL_SSH_HINT
 
 
 def ssh_client(ctx: DoctorContext) -> Outcome:
-    version = ctx.once("ssh-version", sshclient.client_version)
+    version = ctx.once("ssh-version", tunnel.client_version)
     if version is None:
         return fail("no ssh client on PATH", INSTALL_SSH_HINT)
     if not version.has_proxyjump:
@@ -90,7 +89,7 @@ def key(ctx: DoctorContext) -> Outcome:
 def ssh_config(ctx: DoctorContext) -> Outcome:
     """Compare what ssh will really use (``ssh -G``) with the profile, field by field."""
     prof = ctx.profile
-    cfg = sshfiles.config_path()
+    cfg = tunnel.config_path()
     fix = f"{ctx.command('setup')} rewrites it"
     if not cfg.exists():
         return fail(f"no ssh config at {cfg}", fix)
@@ -98,16 +97,16 @@ def ssh_config(ctx: DoctorContext) -> Outcome:
         return fail(
             f"{cfg} is writable by others (mode {_mode(cfg):04o}): ssh refuses it", f"chmod 600 {cfg}"
         )
-    names = sshfiles.aliases(ctx.profile_name)
+    names = tunnel.aliases(ctx.profile_name)
     problems: list[str] = []
     key_path = str(paths.key_file())
-    known = str(sshfiles.known_hosts_path())
+    known = str(tunnel.known_hosts_path())
     for role, alias, (host, port) in (
         ("jump", names.jump, prof.jump_address),
         ("ws", names.ws, prof.host_address),
     ):
         try:
-            opts = sshclient.effective_options(ctx.profile_name, role)
+            opts = tunnel.effective_options(ctx.profile_name, role)
         except ValueError as exc:
             return fail(f"ssh cannot read {cfg}", fix, str(exc))
         except (OSError, subprocess.TimeoutExpired) as exc:
@@ -128,7 +127,7 @@ def ssh_config(ctx: DoctorContext) -> Outcome:
             problems.append(f"{alias}: IdentityFile is not {key_path}")
         if known not in " ".join(opts.get("userknownhostsfile", [])).split():
             problems.append(f"{alias}: UserKnownHostsFile is not {known}")
-        if role == "ws" and first("proxycommand") != sshfiles.proxy_command(names.jump):
+        if role == "ws" and first("proxycommand") != tunnel.proxy_command(names.jump):
             problems.append(
                 f"{alias}: ProxyCommand is {first('proxycommand') or 'missing'}, not via {names.jump}"
             )
@@ -140,15 +139,15 @@ def ssh_config(ctx: DoctorContext) -> Outcome:
 def _ssh_profile(pid: int) -> str | None:
     """The profile whose tunnel ``pid`` is, when it is an ssh started with our config file for one of a
     profile's hosts (a master's last argument is its host alias); None for anything else."""
-    argv = procs.process_cmdline(pid) or []
-    if not argv or not Path(argv[0]).name.startswith("ssh") or str(sshfiles.config_path()) not in argv:
+    argv = tunnel.process_cmdline(pid) or []
+    if not argv or not Path(argv[0]).name.startswith("ssh") or str(tunnel.config_path()) not in argv:
         return None
     try:
         known = ProfileStore().names()
     except WaError:
         known = []
     for name in dict.fromkeys([DEFAULT_PROFILE, *known]):
-        hosts = sshfiles.aliases(name)
+        hosts = tunnel.aliases(name)
         if argv[-1] in (hosts.jump, hosts.ws):
             return name
     return None
@@ -164,7 +163,7 @@ def _is_ours(pid: int | None, ctx: DoctorContext) -> bool:
         return True
     if _ssh_profile(pid) == ctx.profile_name:
         return True
-    return record is not None and procs.parent(pid) == record.pid
+    return record is not None and tunnel.process_parent(pid) == record.pid
 
 
 def local_port(ctx: DoctorContext) -> Outcome:
@@ -173,15 +172,15 @@ def local_port(ctx: DoctorContext) -> Outcome:
     port = ctx.profile.local_port
     live = ctx.live_tunnel()
     moved = live if live is not None and live.local_port != port else None
-    state = procs.port_state(port)
-    if state is procs.PortState.DENIED:  # the system's refusal, not another program: connect's words
-        refused = supervisor.privileged_port(port)
+    state = tunnel.port_state(port)
+    if state is tunnel.PortState.DENIED:  # the system's refusal, not another program: connect's words
+        refused = tunnel.privileged_port(port)
         return fail(refused.message, refused.hint)
-    if state is procs.PortState.FREE:
+    if state is tunnel.PortState.FREE:
         if moved is not None:  # e.g. connect --local-port N, not saved in the profile
             return ok(f"127.0.0.1:{port} is free; your tunnel uses {moved.local_port}: {moved.url}")
         return ok(f"127.0.0.1:{port} is free for the tunnel")
-    holder = procs.port_holder(port)
+    holder = tunnel.port_holder(port)
     if holder is not None and _is_ours(holder.pid, ctx):
         return ok(f"127.0.0.1:{port} is held by our tunnel ({holder})")
     if holder is None or holder.pid is None:
@@ -191,17 +190,17 @@ def local_port(ctx: DoctorContext) -> Outcome:
     elif (other := _ssh_profile(holder.pid)) is not None:
         who = f"the tunnel of wa-onboard profile '{other}' ({holder})"
         find = f"stop it ({command_line(other, 'disconnect')})"
-        argv = procs.process_cmdline(holder.pid) or []
+        argv = tunnel.process_cmdline(holder.pid) or []
     else:
         who = f"another program: {holder}"
         find = f"stop that program (kill {holder.pid})"
-        argv = procs.process_cmdline(holder.pid) or []
+        argv = tunnel.process_cmdline(holder.pid) or []
     detail = " ".join(argv)
     if moved is not None:
         return ok(
             f"port {port} is taken by {who}; your tunnel uses {moved.local_port} instead: {moved.url}", detail
         )
-    spare = procs.next_free_port(port + 1)
+    spare = tunnel.next_free_port(port + 1)
     if spare is None:
         return fail(
             f"127.0.0.1:{port} is taken by {who}, and no port after it is free",

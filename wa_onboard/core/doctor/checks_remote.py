@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import socket
 
+from wa_onboard.core import tunnel
 from wa_onboard.core.doctor.context import DoctorContext
 from wa_onboard.core.doctor.registry import Outcome, Registry, fail, ok, warn
 from wa_onboard.core.remote import quote
-from wa_onboard.core.setup import conda_scripts as cs
-from wa_onboard.core.setup import env_scripts as es
-from wa_onboard.core.tunnel import probe as probes
-from wa_onboard.core.tunnel.engines import Hop, classify, hops
+from wa_onboard.core.setup import conda_scripts as cs, env_scripts as es
+from wa_onboard.core.tunnel import Hop, classify, hops
 
 TCP_TIMEOUT = 5.0
 _VPN = "off campus, connect to the campus VPN first"
@@ -37,9 +36,9 @@ def resolve(ctx: DoctorContext) -> Outcome:
     return ok(f"{host} resolves to {', '.join(addresses)}")
 
 
-def _banner(ctx: DoctorContext) -> probes.TcpAnswer:
+def _banner(ctx: DoctorContext) -> tunnel.TcpAnswer:
     host, port = ctx.profile.jump_address
-    return ctx.once("banner", lambda: probes.tcp_banner(host, port, TCP_TIMEOUT))
+    return ctx.once("banner", lambda: tunnel.tcp_banner(host, port, TCP_TIMEOUT))
 
 
 def tcp(ctx: DoctorContext) -> Outcome:
@@ -287,7 +286,7 @@ def hub_health(ctx: DoctorContext) -> Outcome:
     if answer.status == 404:
         return fail(
             f"{url} is not found (404) on the workstation's port {ctx.profile.remote_port}",
-            probes.not_found_hint(
+            tunnel.not_found_hint(
                 base, ctx.profile.remote_port, jupyterhub=answer.from_jupyterhub, setup=ctx.command("setup")
             ),
         )

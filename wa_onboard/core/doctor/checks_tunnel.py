@@ -31,12 +31,10 @@ from __future__ import annotations
 
 import time
 
+from wa_onboard.core import tunnel
 from wa_onboard.core.doctor.checks_local import _is_ours
 from wa_onboard.core.doctor.context import DoctorContext
 from wa_onboard.core.doctor.registry import Outcome, Registry, fail, ok, warn
-from wa_onboard.core.tunnel import probe as probes
-from wa_onboard.core.tunnel import procs
-from wa_onboard.core.tunnel import state as tunnelstate
 
 #: the websocket JupyterLab opens to its server's event bus (jupyter_server 2+); unlike the kernel
 #: channels, its answers carry the ``X-JupyterHub-Version`` stamp of the hub's single-user extension
@@ -58,22 +56,22 @@ def running(ctx: DoctorContext) -> Outcome:
             f"supervisor running (pid {live.pid}), {live.state}: {live.message}",
             live.hint or "it reconnects by itself once the cause is fixed",
         )
-    holder = procs.port_holder(ctx.profile.local_port)
+    holder = tunnel.port_holder(ctx.profile.local_port)
     if holder is not None and _is_ours(holder.pid, ctx):
         return warn(
             f"an ssh forward of ours holds the port ({holder}), but no supervisor watches it",
             f"it will not reconnect by itself: stop it (kill {holder.pid}) and run {connect}",
         )
-    record = tunnelstate.read_record(name)
+    record = tunnel.read_record(name)
     if record is not None:
         last = f" (last: {record.message})" if record.message else ""
         return fail(f"the tunnel is not running{last}", connect)
     return fail("no tunnel is running for this profile", f"{ctx.command('connect')} (or {connect})")
 
 
-def _probe(ctx: DoctorContext) -> probes.Probe:
+def _probe(ctx: DoctorContext) -> tunnel.Probe:
     p, port = ctx.profile, ctx.tunnel_port
-    return ctx.once("tunnel-probe", lambda: probes.probe_hub(port, p.base_url, p.remote_port))
+    return ctx.once("tunnel-probe", lambda: tunnel.probe_hub(port, p.base_url, p.remote_port))
 
 
 def forward(ctx: DoctorContext) -> Outcome:
@@ -92,7 +90,7 @@ def hub(ctx: DoctorContext) -> Outcome:
     if not probe.ok:
         hint = probe.hint.replace("wa-onboard setup", ctx.command("setup"))  # this profile's command
         return fail(probe.message, hint or f"{ctx.command('doctor --report FILE')} and send it to the lab")
-    version = probes.hub_version(port, p.base_url)
+    version = tunnel.hub_version(port, p.base_url)
     if not version:
         return fail(
             f"127.0.0.1:{port} answers, but not as JupyterHub ({p.base_url}/hub/api has no version)",
@@ -102,7 +100,7 @@ def hub(ctx: DoctorContext) -> Outcome:
     return ok(f"JupyterHub {version} is healthy through the tunnel at {p.updated(local_port=port).url}")
 
 
-def _answered_by(answer: probes.WebsocketAnswer, base_url: str) -> str:
+def _answered_by(answer: tunnel.WebsocketAnswer, base_url: str) -> str:
     """Who stamped the answer: the hub points into ``<base>/hub/`` (a redirect there, or its CSP report
     URL); the member's own server does not."""
     prefix = f"{base_url}/hub/"
@@ -117,8 +115,8 @@ def websocket(ctx: DoctorContext) -> Outcome:
         f"send {ctx.command('doctor --report FILE')} to the lab admins"
     )
     try:
-        answer = probes.websocket_handshake(port, path)
-    except probes.NoAnswer:
+        answer = tunnel.websocket_handshake(port, path)
+    except tunnel.NoAnswer:
         return fail("a websocket upgrade through the tunnel was dropped without an answer", fix, path)
     except TimeoutError:
         return fail("a websocket upgrade through the tunnel got no answer within 5 s", fix, path)

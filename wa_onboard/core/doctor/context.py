@@ -13,13 +13,12 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from wa_onboard.core import tunnel
 from wa_onboard.core.doctor import facts as facts_mod
 from wa_onboard.core.doctor.registry import CheckFailed
 from wa_onboard.core.errors import WaError
 from wa_onboard.core.profile import DEFAULT_PROFILE, Profile, command_line
 from wa_onboard.core.remote import RemoteResult, SubprocessShell
-from wa_onboard.core.tunnel import sshclient, sshcmd
-from wa_onboard.core.tunnel import state as tunnelstate
 
 T = TypeVar("T")
 
@@ -67,10 +66,10 @@ class DoctorContext:
         """``wa-onboard [--profile NAME] <sub>``: the command a hint tells the member to run."""
         return command_line(self.profile_name, sub)
 
-    def live_tunnel(self) -> tunnelstate.TunnelRecord | None:
+    def live_tunnel(self) -> tunnel.TunnelRecord | None:
         """This profile's tunnel record when its supervisor is alive (its lock is held, its pid is ours)."""
 
-        return self.once("live-tunnel", lambda: tunnelstate.live_record(self.profile_name))
+        return self.once("live-tunnel", lambda: tunnel.live_record(self.profile_name))
 
     @property
     def tunnel_port(self) -> int:
@@ -123,9 +122,9 @@ class DoctorContext:
     # ------------------------------------------------------------------ ssh
     def ssh(self, role: str, command: str, *, timeout: float = 20.0) -> subprocess.CompletedProcess[str]:
         """A fresh BatchMode login on the jump host or the workstation running one command."""
-        argv = [*sshclient.ssh_argv(self.profile_name, role, fresh=True), command]
+        argv = [*tunnel.ssh_argv(self.profile_name, role, fresh=True), command]
         try:
-            return sshclient.run_quiet(argv, timeout)
+            return tunnel.run_quiet(argv, timeout)
         except subprocess.TimeoutExpired:
             raise CheckFailed(
                 f"ssh to the {role} did not finish within {timeout:.0f} s",
@@ -136,13 +135,13 @@ class DoctorContext:
 
     def workstation_run(self, *, fresh: bool) -> WorkstationRun:
         """Run the facts script: over the live master (``fresh=False``) or a new login."""
-        argv = sshclient.ssh_argv(self.profile_name, "ws", fresh=fresh)
-        shell = SubprocessShell(argv, env=sshcmd.quiet_env())
+        argv = tunnel.ssh_argv(self.profile_name, "ws", fresh=fresh)
+        shell = SubprocessShell(argv, env=tunnel.quiet_env())
         result = shell.run(facts_mod.script(self.profile), timeout=FACTS_TIMEOUT if fresh else MASTER_TIMEOUT)
         return WorkstationRun(result, facts_mod.WorkstationFacts(result.stdout, self.profile), fresh)
 
     def master_alive(self) -> bool:
-        return self.once("master", lambda: sshclient.master_alive(self.profile_name))
+        return self.once("master", lambda: tunnel.master_alive(self.profile_name))
 
     def prefetch_workstation(self) -> None:
         """If the tunnel's control master is up, gather the facts over it now, while the fresh

@@ -17,10 +17,8 @@ from dataclasses import dataclass
 
 from wa_onboard.core.profile import Profile
 from wa_onboard.core.remote import quote
-from wa_onboard.core.setup import conda_scripts as cs
-from wa_onboard.core.setup import env_scripts as es
-from wa_onboard.core.setup import kernel_scripts as ks
-from wa_onboard.core.tunnel.probe import HttpAnswer
+from wa_onboard.core.setup import conda_scripts as cs, env_scripts as es, kernel_scripts as ks
+from wa_onboard.core.tunnel import HttpAnswer
 
 #: stands for the env's python in kernel_scripts.kernel_status_script; replaced by a bash variable
 _PY_SLOT = "__WA_DOCTOR_PYTHON__"

@@ -10,18 +10,18 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from wa_onboard.core import tunnel
 from wa_onboard.core.doctor.registry import LAYERS
 from wa_onboard.core.profile import Profile
 from wa_onboard.core.redact import redact
 from wa_onboard.core.results import CheckResult, CheckStatus
-from wa_onboard.core.tunnel import state as tunnelstate
 
 LOG_LINES = 200
 
 
 def recent_log(profile_name: str, lines: int = LOG_LINES) -> tuple[Path, list[str]]:
     """The last ``lines`` lines of the tunnel's log (reaching into the rotated file if needed)."""
-    path = tunnelstate.log_file(profile_name)
+    path = tunnel.log_file(profile_name)
     collected: list[str] = []
     for candidate in (path, path.with_name(path.name + ".1")):
         try:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from wa_onboard.core.setup.conda_scripts import CondaLocation
     from wa_onboard.core.setup.env_scripts import EnvState
     from wa_onboard.core.setup.kernel_scripts import KernelState
-    from wa_onboard.core.tunnel.engines.base import Engine
+    from wa_onboard.core.tunnel import Engine
 
 
 class StepError(WaError):

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from wa_onboard.core import tunnel
 from wa_onboard.core.profile import Profile, command_line
 from wa_onboard.core.remote import RemoteResult, RemoteShell
 from wa_onboard.core.setup import conda_scripts as cs
 from wa_onboard.core.setup.plan import StepContext, StepError
-from wa_onboard.core.tunnel import supervisor
-from wa_onboard.core.tunnel.engines.base import Engine
+from wa_onboard.core.tunnel import Engine
 
 #: how long conda may take to create or change an env (solving and downloading can be slow)
 CONDA_TIMEOUT = 3600.0
@@ -21,7 +21,7 @@ SCRIPT_TIMEOUT = 120.0
 
 def default_engine(profile: Profile, profile_name: str) -> Engine:
     """The engine the profile names, as the tunnel supervisor makes it."""
-    engine: Engine = supervisor.make_engine(profile, profile_name)
+    engine: Engine = tunnel.make_engine(profile, profile_name)
     return engine
 
 

@@ -11,9 +11,7 @@ from wa_onboard.core.errors import Cancelled, WaError
 from wa_onboard.core.profile import Profile
 from wa_onboard.core.prompts import ConfirmQuestion
 from wa_onboard.core.remote import quote
-from wa_onboard.core.setup import conda_scripts as cs
-from wa_onboard.core.setup import env_scripts as es
-from wa_onboard.core.setup import kernel_scripts as ks
+from wa_onboard.core.setup import conda_scripts as cs, env_scripts as es, kernel_scripts as ks
 from wa_onboard.core.setup.plan import NotNeeded, Step, StepContext, StepError
 from wa_onboard.core.setup.shell import CONDA_TIMEOUT, command, run_script, tail, workstation
 

@@ -5,23 +5,23 @@ from __future__ import annotations
 
 import re
 
+from wa_onboard.core import tunnel
 from wa_onboard.core.browser import open_url
 from wa_onboard.core.profile import Profile
 from wa_onboard.core.setup.plan import NotNeeded, Step, StepContext, StepError
 from wa_onboard.core.setup.shell import close, command
-from wa_onboard.core.tunnel import daemon
-from wa_onboard.core.tunnel.engines.base import ConnectError
+from wa_onboard.core.tunnel import ConnectError
 
 
 def default_tunnel_up(profile: Profile, profile_name: str) -> str | None:
     """A summary when this profile's background tunnel is up and the hub answers through it."""
-    status = daemon.verify_status(profile_name, profile)
+    status = tunnel.verify_status(profile_name, profile)
     return f"tunnel up at {status.url} (pid {status.pid})" if status.connected else None
 
 
 def default_start_tunnel(profile: Profile, profile_name: str) -> str:
     """Start the background supervisor exactly as ``connect --detach`` does."""
-    summary: str = daemon.start_detached(profile, profile_name)
+    summary: str = tunnel.start_detached(profile, profile_name)
     return summary
 
 

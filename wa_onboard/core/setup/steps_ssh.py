@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import os
 
-from wa_onboard.core import paths
+from wa_onboard.core import paths, tunnel
 from wa_onboard.core.profile import Profile
 from wa_onboard.core.prompts import NoPrompter, Prompter
 from wa_onboard.core.setup.kernel_scripts import install_key_script
 from wa_onboard.core.setup.plan import Step, StepContext, StepError
 from wa_onboard.core.setup.shell import close, engine, new_engine, run_script, tail
-from wa_onboard.core.tunnel import sshfiles
-from wa_onboard.core.tunnel.engines.base import ConnectError, Failure
+from wa_onboard.core.tunnel import ConnectError, Failure
 
 #: failures where a key-only login fails only because a password (or a host-key answer) is wanted
 _NEEDS_INTERACTIVE = {
@@ -50,10 +49,10 @@ class MakeKey(Step):
         return None
 
     def run(self, ctx: StepContext) -> str:
-        key, created = sshfiles.ensure_key()
+        key, created = tunnel.ensure_key()
         self._write_config(ctx)
-        if sshfiles.add_include(ctx.prompter):
-            extra = f"; ~/.ssh/config includes {sshfiles.config_path()}"
+        if tunnel.add_include(ctx.prompter):
+            extra = f"; ~/.ssh/config includes {tunnel.config_path()}"
         else:
             extra = "; ~/.ssh/config left as it was"
         return f"{'made' if created else 'kept'} {key} (ed25519){extra}"
@@ -70,7 +69,7 @@ class MakeKey(Step):
     @staticmethod
     def _write_config(ctx: StepContext) -> None:
         if ctx.options.engine_factory is None:  # the real engines read our ssh_config
-            sshfiles.write_config(ctx.profile, ctx.options.profile_name)
+            tunnel.write_config(ctx.profile, ctx.options.profile_name)
 
 
 def _login(ctx: StepContext, prompter: Prompter, *, interactive: bool) -> None:
@@ -120,7 +119,7 @@ class InstallKey(Step):
         return "key login already works on both hosts" if ctx.run.key_login else None
 
     def run(self, ctx: StepContext) -> str:
-        public = sshfiles.public_key_text()
+        public = tunnel.public_key_text()
         logged_in = engine(ctx)
         said = []
         for hop, remote in (("jump host", logged_in.jump()), ("workstation", logged_in.workstation())):

@@ -26,8 +26,7 @@ from typing import Any
 
 from wa_onboard.core.profile import DEFAULT_PROFILE, Profile
 from wa_onboard.core.results import TunnelState, TunnelStatus
-from wa_onboard.core.tunnel import prestart, procs
-from wa_onboard.core.tunnel import state as tunnelstate
+from wa_onboard.core.tunnel import prestart, procs, state as tunnelstate
 from wa_onboard.core.tunnel.engines import make_engine
 from wa_onboard.core.tunnel.engines.base import ConnectError, Engine, Failure
 from wa_onboard.core.tunnel.probe import hub_version, probe_hub

@@ -120,7 +120,7 @@ def parse(text: str, name: str) -> list[KnownKey]:
     return found
 
 
-def read(host: str, port: int = 22, path: Path | None = None) -> list[KnownKey]:
+def known_keys(host: str, port: int = 22, path: Path | None = None) -> list[KnownKey]:
     """The keys on file for ``host:port`` (none when the file does not exist yet)."""
     try:
         text = (path or default_path()).read_text(encoding="utf-8", errors="replace")

@@ -50,7 +50,7 @@ def process_cmdline(pid: int) -> list[str] | None:
         return None
 
 
-def parent(pid: int) -> int | None:
+def process_parent(pid: int) -> int | None:
     """The parent's pid, or None when the process is gone (or hidden)."""
     import psutil
 
@@ -68,7 +68,7 @@ def descends_from(pid: int, ancestor: int) -> bool:
     while current is not None and current > 1 and seen < 64:
         if current == ancestor:
             return True
-        current = parent(current)
+        current = process_parent(current)
         seen += 1
     return False
 

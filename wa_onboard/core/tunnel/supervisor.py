@@ -21,8 +21,7 @@ from dataclasses import dataclass, field
 from wa_onboard.core.profile import DEFAULT_PROFILE, Profile
 from wa_onboard.core.prompts import NoPrompter, Prompter
 from wa_onboard.core.results import TunnelState, TunnelStatus
-from wa_onboard.core.tunnel import procs
-from wa_onboard.core.tunnel import state as tunnelstate
+from wa_onboard.core.tunnel import procs, state as tunnelstate
 from wa_onboard.core.tunnel.engines import make_engine as make_engine  # where callers and tests find it
 from wa_onboard.core.tunnel.engines.base import ConnectError, Engine, Failure
 from wa_onboard.core.tunnel.probe import Probe, hub_url, hub_version, probe_hub

@@ -253,7 +253,7 @@ class ParamikoEngine(Engine):
         transport.banner_timeout = self.timeout
         transport.handshake_timeout = self.timeout
         transport.auth_timeout = AUTH_TIMEOUT
-        known = known_hosts.read(hop.host, hop.port, self.known_hosts_path)
+        known = known_hosts.known_keys(hop.host, hop.port, self.known_hosts_path)
         options = transport.get_security_options()
         options.key_types = _prefer_known(options.key_types, [k.key_type for k in known if not k.marker])
         options.ciphers = [c for c in CIPHERS if c in options.ciphers] + [
