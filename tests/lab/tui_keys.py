@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import pkgutil
+from pathlib import Path
 
 #: modules whose screens and app declare BINDINGS
-MODULES = (
-    "wa_onboard.tui.app",
-    "wa_onboard.tui.wizard",
-    "wa_onboard.tui.dashboard",
-    "wa_onboard.tui.diagnostics",
-    "wa_onboard.tui.modals",
+#: every module of the app (found, not listed: a screen in a new module cannot slip past)
+MODULES = tuple(
+    f"wa_onboard.tui.{info.name}"
+    for info in pkgutil.iter_modules([str(Path(__file__).resolve().parents[2] / "wa_onboard" / "tui")])
 )
 
 FIRST_RUN = "test_first_run_every_wizard_key_and_modal"
