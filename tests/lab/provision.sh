@@ -46,7 +46,8 @@ log() { echo "provision: $*"; }
 
 # ---------------------------------------------------------------- Debian packages
 APT_PKGS=(openssh-server openssh-client lmod libpam-google-authenticator oathtool lsof psmisc iproute2
-          python3 python3-venv sudo curl util-linux passwd ca-certificates zsh tcsh tmux)
+          python3 python3-venv sudo curl util-linux passwd ca-certificates zsh tcsh tmux
+          autossh)  # autossh: only the recovery benchmark's baseline (tests/bench/bench_recovery.py)
 command -v node >/dev/null 2>&1 || APT_PKGS+=(nodejs)
 command -v npm >/dev/null 2>&1 || APT_PKGS+=(npm)
 

@@ -20,6 +20,7 @@ from wa_onboard.core.profile import Profile
 from wa_onboard.core.results import TunnelState, TunnelStatus
 from wa_onboard.core.tunnel import supervisor as supervisor_module
 from wa_onboard.core.tunnel.engines import Engine
+from wa_onboard.core.tunnel.reach import PathWatch
 from wa_onboard.core.tunnel.supervisor import Backoff, Supervisor
 
 
@@ -82,7 +83,9 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_an_impostor_on_the_port_of_a_dead_forward_is_not_connected(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_impostor_on_the_port_of_a_dead_forward_is_not_connected(
+    monkeypatch: pytest.MonkeyPatch, open_path: PathWatch
+) -> None:
     port = _free_port()
     # the forward's death and the impostor's bind happen between two probes (as with an attacker's bind
     # loop): no probe may run in between, or the supervisor reconnects onto the port first
@@ -108,6 +111,7 @@ def test_an_impostor_on_the_port_of_a_dead_forward_is_not_connected(monkeypatch:
         probe_interval=0.2,
         backoff=Backoff(base=0.05, cap=0.1),
         record_state=False,
+        path_watch=open_path,
     )
     supervisor.start()
     stop = threading.Event()

@@ -31,6 +31,7 @@ from wa_onboard.core.tunnel.engines import Engine, classify, hops
 from wa_onboard.core.tunnel.engines.base import ConnectError, Failure
 from wa_onboard.core.tunnel.engines.openssh import OpenSshEngine, _control_sockets_exist
 from wa_onboard.core.tunnel.probe import hub_version, probe_hub
+from wa_onboard.core.tunnel.reach import PathWatch
 from wa_onboard.core.tunnel.supervisor import Backoff
 
 PROFILE = Profile(user="bbadger", jump="best-tux.cae.wisc.edu", host="carproject-06.engr.wisc.edu:2222")
@@ -860,7 +861,7 @@ class _Unreachable(Engine):
 
 
 def test_reconnect_attempts_are_in_the_state_file(
-    isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+    isolated_home: Path, monkeypatch: pytest.MonkeyPatch, open_path: PathWatch
 ) -> None:
     from wa_onboard.core.tunnel.supervisor import Supervisor
 
@@ -870,6 +871,7 @@ def test_reconnect_attempts_are_in_the_state_file(
         PROFILE,
         engine_factory=lambda reconnecting: _Unreachable(),  # type: ignore[arg-type,return-value]
         backoff=Backoff(base=0.0, cap=0.0),
+        path_watch=open_path,
     )
     real_write = tunnelstate.write_record
 

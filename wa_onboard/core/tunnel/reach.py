@@ -75,10 +75,18 @@ class PathWatch:
     _resolved_at: float | None = None
     _next: int = 0
 
-    def wait(self, stop: threading.Event, limit: float) -> Answer:
-        """Until the jump host answers (or refuses), ``limit`` seconds pass, or ``stop`` is set."""
+    def wait(
+        self, stop: threading.Event, limit: float, on_silence: Callable[[], None] | None = None
+    ) -> Answer:
+        """Until the jump host answers (or refuses), ``limit`` seconds pass, or ``stop`` is set.
+        ``on_silence`` is called once, when the first round went unanswered."""
         deadline = self.clock() + limit
+        first = True
         while not stop.is_set():
+            if not first and on_silence is not None:
+                on_silence()
+                on_silence = None
+            first = False
             left = deadline - self.clock()
             if left <= 0:
                 return Answer.WAITED

@@ -25,6 +25,7 @@ from wa_onboard.core.tunnel import procs, state as tunnelstate
 from wa_onboard.core.tunnel.engines import make_engine as make_engine  # where callers and tests find it
 from wa_onboard.core.tunnel.engines.base import ConnectError, Engine, Failure
 from wa_onboard.core.tunnel.probe import Probe, hub_url, hub_version, probe_hub
+from wa_onboard.core.tunnel.reach import Answer, ChangeWatch, PathWatch
 from wa_onboard.core.tunnel.state import TunnelRecord
 
 StatusCallback = Callable[[TunnelStatus], None]
@@ -41,6 +42,18 @@ STOP_FAILURES = frozenset(
         Failure.SSH_MISSING,
     }
 )
+#: failures that mean "no way to the jump host": the reconnect waits for the way back, not a timer
+NO_PATH_FAILURES = frozenset({Failure.JUMP_UNREACHABLE, Failure.JUMP_UNKNOWN, Failure.TIMEOUT})
+#: seconds the path watch waits for an answer before a login is tried anyway
+PATH_PATIENCE = 30.0
+#: after the network answers again, seconds our own connection gets to answer too before it is
+#: taken for stuck (TCP retransmits back off to seconds apart during an outage) and replaced
+STALE_GRACE = 0.3
+#: a probe that has no answer after this many seconds has the connection checked end to end meanwhile
+FIRST_LOOK = 0.5
+#: between probes, how often the watch looks for a resume or a network change (a clock read and
+#: one getifaddrs: nothing a quiet tunnel notices)
+CHANGE_LOOK = 0.5
 
 
 # --- backoff -------------------------------------------------------------------------------------
@@ -101,6 +114,8 @@ class Supervisor:
         backoff: Backoff | None = None,
         record_state: bool = True,
         logger: logging.Logger | None = None,
+        path_watch: PathWatch | None = None,
+        change_watch: ChangeWatch | None = None,
     ) -> None:
         profile.require_complete()
         self.profile = profile
@@ -115,6 +130,10 @@ class Supervisor:
         self.backoff = backoff or Backoff()
         self.record_state = record_state
         self.log = logger or logging.getLogger("wa_onboard.tunnel")
+        self.path = path_watch or PathWatch(*profile.jump_address)
+        """Is the way to the jump host open (a fresh TCP connect, one in flight at a time)."""
+        self.changes = change_watch or ChangeWatch()
+        """Did the laptop sleep, or its network change, since the last look."""
         self.engine: Engine | None = None
         self.local_port = profile.local_port
         self.since: float | None = None
@@ -259,10 +278,13 @@ class Supervisor:
 
     def run(self, stop: threading.Event) -> TunnelStatus:
         """Watch until ``stop`` is set or a person must act; returns the last status."""
-        while not stop.wait(self.probe_interval):
-            probe = probe_hub(
-                self.local_port, self.profile.base_url, self.profile.remote_port, self.probe_timeout
-            )
+        while self._next_look(stop):
+            probe = self._look()
+            if probe is None:
+                lost = "the connection stopped answering while the network answers"
+                if not self._reconnect(stop, lost):
+                    break
+                continue
             if probe.ok and not self._engine_alive():
                 # something answers on the port, but our connection is gone: the port was free the
                 # moment the forward died, and another program (another user's, a fake login page)
@@ -286,6 +308,44 @@ class Supervisor:
                 break
         return self.status
 
+    def _next_look(self, stop: threading.Event) -> bool:
+        """Wait for the next probe; False when stopped. A resume (the laptop slept) or a new network
+        (another Wi-Fi, a VPN) cuts the wait short: the tunnel is checked at once."""
+        deadline = time.monotonic() + self.probe_interval
+        while (left := deadline - time.monotonic()) > 0:
+            if stop.wait(min(left, CHANGE_LOOK)):
+                return False
+            changed = self.changes.changed()
+            if changed:
+                self.log.info("%s: checking the tunnel now", changed)
+                break
+        return not stop.is_set()
+
+    def _look(self) -> Probe | None:
+        """Probe the hub through the tunnel. The answer usually comes in milliseconds; when none
+        has come after FIRST_LOOK, the connection is checked end to end meanwhile: None when it is
+        stuck (the caller then reconnects instead of waiting the probe out)."""
+        answers: list[Probe] = []
+        answered = threading.Event()
+
+        def look() -> None:
+            try:
+                answers.append(
+                    probe_hub(
+                        self.local_port, self.profile.base_url, self.profile.remote_port, self.probe_timeout
+                    )
+                )
+            finally:
+                answered.set()
+
+        threading.Thread(target=look, name="wa-probe", daemon=True).start()
+        engine = self.engine
+        slow = not answered.wait(FIRST_LOOK) and engine is not None and engine.is_alive()
+        if slow and engine is not None and not self._answers_end_to_end(engine, answered):
+            return None
+        answered.wait()
+        return answers[0] if answers else Probe(False, Failure.OTHER, "the probe failed", "")
+
     def _engine_alive(self) -> bool:
         engine = self.engine
         return engine is not None and engine.is_alive()
@@ -299,6 +359,35 @@ class Supervisor:
         if probe.failure is Failure.TIMEOUT:
             return bool(engine.ping(self.probe_timeout))
         return False
+
+    def _answers_end_to_end(self, engine: Engine, answered: threading.Event) -> bool:
+        """Our connection did not answer in time. Ask it once more (a ping to the workstation) and,
+        meanwhile, ask the network (a fresh TCP connect to the jump host). When the network answers
+        and our connection still does not, soon after, it is stuck: TCP's retransmits back off to
+        seconds apart during an outage, and an address that went away with a network change never
+        comes back. A new login (~0.5 s) is then faster than waiting for it. True as soon as the
+        probe itself (``answered``) or the ping answers."""
+        pings: list[bool | None] = []
+        settled = threading.Event()
+
+        def ping() -> None:
+            try:
+                pings.append(engine.ping(self.probe_timeout))
+            finally:
+                settled.set()
+
+        def probe_answered() -> None:
+            answered.wait(self.probe_timeout + 1)
+            settled.set()
+
+        threading.Thread(target=ping, name="wa-ping", daemon=True).start()
+        threading.Thread(target=probe_answered, name="wa-probe-wait", daemon=True).start()
+        network = self.path.wait(settled, self.probe_timeout)
+        if network is Answer.ANSWERED and not settled.wait(STALE_GRACE):
+            self.log.info("the network answers and our connection does not: it is stuck; replacing it")
+            return False
+        settled.wait(self.probe_timeout)
+        return answered.is_set() or bool(pings and pings[0])
 
     def _reconnect(self, stop: threading.Event, lost: str = "connection lost") -> bool:
         """Key only, capped backoff; False when a person must act (or we were stopped). The state
@@ -314,7 +403,10 @@ class Supervisor:
             self.reconnect_since, self.reconnect_attempt, self.last_error = None, 0, ""
 
     def _reconnect_attempts(self, stop: threading.Event) -> bool:
+        failure: Failure = Failure.TIMEOUT  # the path was just lost: look at it before logging in
         while not stop.is_set():
+            if not self._pause(stop, failure):
+                return False
             self.reconnect_attempt += 1
             self._publish(TunnelState.RECONNECTING, f"reconnecting (attempt {self.reconnect_attempt})")
             engine = self.engine_factory(True)
@@ -332,7 +424,7 @@ class Supervisor:
                     f"reconnecting (attempt {self.reconnect_attempt}): {exc.message}",
                     exc.hint,
                 )
-                stop.wait(self.backoff.next())
+                failure = exc.failure
                 continue
             self.reconnects += 1
             self.reconnect_since, self.reconnect_attempt, self.last_error = None, 0, ""
@@ -344,6 +436,28 @@ class Supervisor:
                 self._publish(TunnelState.DOWN, probe.message, probe.hint, probe.failure)
             return True
         return False
+
+    def _pause(self, stop: threading.Event, failure: Failure) -> bool:
+        """Before a reconnect attempt. When the way to the jump host failed, wait for it to open
+        (checked every 0.2 s): the login starts the moment the jump host answers, however long the
+        outage was. Otherwise (a refusal, a jump host that answers but fails the login, ssh fine
+        and the hub down) the capped backoff paces the attempts. False when stopped."""
+        if failure in NO_PATH_FAILURES:
+            host, port = self.path.host, self.path.port
+            first = self.reconnect_attempt == 0
+            rounds = self.path.rounds
+
+            def silent() -> None:
+                self.last_error = f"no answer from {host}:{port}: waiting for the network"
+                self._publish(TunnelState.RECONNECTING, f"reconnecting: {self.last_error}")
+
+            answer = self.path.wait(stop, PATH_PATIENCE, on_silence=silent)
+            if answer is Answer.STOPPED:
+                return False
+            if answer is Answer.ANSWERED and (first or self.path.rounds - rounds > 1):
+                self.backoff.reset()  # the way opened (or never closed): log in now
+                return True
+        return not stop.wait(self.backoff.next())
 
     def stop_engine(self) -> None:
         engine, self.engine = self.engine, None
