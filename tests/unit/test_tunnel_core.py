@@ -827,6 +827,12 @@ def test_process_facts_of_a_child() -> None:
     with subprocess.Popen([sys.executable, "-c", code]) as child:
         try:
             assert procs.process_alive(child.pid)
+            deadline = time.monotonic() + 10  # between fork and exec the child still has our argv
+            while (
+                procs.process_cmdline(child.pid) != [sys.executable, "-c", code]
+                and time.monotonic() < deadline
+            ):
+                time.sleep(0.01)
             assert procs.process_cmdline(child.pid) == [sys.executable, "-c", code]
             assert procs.process_parent(child.pid) == os.getpid()
             assert procs.descends_from(child.pid, os.getpid())

@@ -84,7 +84,8 @@ class ChannelShell:
                 expired.set()
                 channels = list(opened)
             for channel in channels:
-                channel.close()
+                with contextlib.suppress(*CHANNEL_ERRORS):  # the connection may be gone already
+                    channel.close()
 
         timer = threading.Timer(timeout, expire)
         timer.daemon = True
