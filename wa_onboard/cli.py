@@ -128,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("status", "is the tunnel up? (checked, not just remembered)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument(
+        "--log", action="store_true", help="the last day's drops and how long each took to recover"
+    )
     command("disconnect", "stop this profile's background tunnel")
     p = command(
         "doctor",

@@ -4,9 +4,12 @@ these tests check what happens and in which order, with generous bounds only aga
 
 from __future__ import annotations
 
+import json
 import socket
+import stat
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -182,3 +185,67 @@ def test_a_resume_cuts_the_wait_for_the_next_probe_short() -> None:
     threading.Timer(20, stop.set).start()  # only against a hang
     assert sup._next_look(stop) is True
     assert not stop.is_set(), "the watch slept through a resume"
+
+
+# --- the log of drops -----------------------------------------------------------------------------
+
+
+def test_drops_are_kept_for_a_day_bounded_and_private(isolated_home: Path) -> None:
+    from wa_onboard.core.tunnel import state
+
+    now = time.time()
+    state.record_drop("default", state.Drop(now - 2 * 86400, "old", now - 2 * 86400 + 1))
+    for i in range(state.DROPS_KEPT_MAX + 5):
+        state.record_drop("default", state.Drop(now - 100 + i * 0.01, f"cut {i}", now - 99 + i * 0.01))
+    drops = state.recent_drops("default")
+    assert len(drops) == state.DROPS_KEPT_MAX
+    assert drops[-1].cause == f"cut {state.DROPS_KEPT_MAX + 4}" and all(d.cause != "old" for d in drops)
+    assert drops[-1].seconds == pytest.approx(1.0)
+    assert stat.S_IMODE(state.drops_file("default").stat().st_mode) == 0o600
+    state.drops_file("default").write_text("not json\n" + state.drops_file("default").read_text())
+    assert len(state.recent_drops("default")) == state.DROPS_KEPT_MAX  # a bad line is skipped
+
+
+def test_a_reconnect_is_logged_with_its_cause_and_time_and_status_log_shows_it(
+    isolated_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    open_path: PathWatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from wa_onboard import cli
+    from wa_onboard.core.tunnel import state
+
+    monkeypatch.setattr(supervisor_module, "probe_hub", lambda *a, **k: Probe(True, latency_ms=1.0))
+    sup = Supervisor(PROFILE, engine_factory=lambda r: _Engine(), path_watch=open_path)  # type: ignore[arg-type,return-value]
+    assert sup._reconnect(threading.Event(), "the forward stopped answering") is True
+    (drop,) = state.recent_drops("default")
+    assert (drop.cause, drop.outcome) == ("the forward stopped answering", "back")
+    assert 0 <= drop.seconds < 60
+    assert cli.main(["status", "--log"]) == 0
+    out = capsys.readouterr().out
+    assert "the forward stopped answering; back after" in out
+    assert cli.main(["status", "--log", "--json"]) == 0
+    (logged,) = json.loads(capsys.readouterr().out)
+    assert logged["outcome"] == "back" and logged["cause"] == "the forward stopped answering"
+
+
+def test_a_reconnect_that_needs_a_person_is_logged_as_not_back(
+    isolated_home: Path, open_path: PathWatch
+) -> None:
+    from wa_onboard.core.tunnel import state
+
+    sup = Supervisor(
+        PROFILE,
+        engine_factory=lambda r: _Engine(fail=Failure.PASSWORD_NEEDED),
+        path_watch=open_path,  # type: ignore[arg-type,return-value]
+    )
+    assert sup._reconnect(threading.Event(), "lost") is False
+    (drop,) = state.recent_drops("default")
+    assert drop.outcome not in ("back", "stopped") and drop.outcome == sup.status.message
+
+
+def test_status_log_with_no_drops(isolated_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from wa_onboard import cli
+
+    assert cli.main(["status", "--log"]) == 0
+    assert "no drops in the last 24 hours" in capsys.readouterr().out

@@ -166,7 +166,39 @@ def status_dict(status: TunnelStatus) -> dict[str, object]:
     }
 
 
+def drops_dicts(profile_name: str) -> list[dict[str, object]]:
+    """The ``status --log --json`` contract: the last day's drops, oldest first."""
+    return [
+        {
+            "lost": d.lost,
+            "cause": d.cause,
+            "ended": d.ended,
+            "outcome": d.outcome,
+            "seconds": round(d.seconds, 2),
+        }
+        for d in tunnel.recent_drops(profile_name)
+    ]
+
+
+def drops_log(ctx: CommandContext) -> int:
+    drops = drops_dicts(ctx.profile_name)
+    if ctx.args.json:
+        _out(json.dumps(drops, indent=2))
+        return 0
+    if not drops:
+        _out("no drops in the last 24 hours")
+        return 0
+    _out(f"drops in the last 24 hours ({len(drops)}):")
+    for d in drops:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(d["lost"])))  # type: ignore[arg-type]
+        end = f"back after {d['seconds']:.2f} s" if d["outcome"] == "back" else f"not back: {d['outcome']}"
+        _out(f"  {when}  {d['cause']}; {end}")
+    return 0
+
+
 def status(ctx: CommandContext, profile: Profile) -> int:
+    if ctx.args.log:
+        return drops_log(ctx)
     current = tunnel.verify_status(ctx.profile_name, profile)
     if ctx.args.json:
         _out(json.dumps(status_dict(current), indent=2))

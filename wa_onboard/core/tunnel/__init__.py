@@ -88,6 +88,7 @@ if TYPE_CHECKING:  # the same names as _FACE below, for type checkers (a unit te
         write_config as write_config,
     )
     from wa_onboard.core.tunnel.state import (
+        Drop as Drop,
         LockHeld as LockHeld,
         ProfileLock as ProfileLock,
         TunnelRecord as TunnelRecord,
@@ -95,6 +96,7 @@ if TYPE_CHECKING:  # the same names as _FACE below, for type checkers (a unit te
         lock_is_held as lock_is_held,
         log_file as log_file,
         read_record as read_record,
+        recent_drops as recent_drops,
         remove_record as remove_record,
         tunnel_logger as tunnel_logger,
     )
@@ -147,6 +149,7 @@ _FACE = {
     ),
     **dict.fromkeys(
         (
+            "Drop",
             "LockHeld",
             "ProfileLock",
             "TunnelRecord",
@@ -154,6 +157,7 @@ _FACE = {
             "lock_is_held",
             "log_file",
             "read_record",
+            "recent_drops",
             "remove_record",
             "tunnel_logger",
         ),

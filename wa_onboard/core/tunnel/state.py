@@ -12,6 +12,7 @@ import json
 import logging
 import logging.handlers
 import os
+import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import IO
@@ -155,6 +156,60 @@ def live_record(profile_name: str) -> TunnelRecord | None:
     """This profile's record when its supervisor is alive (see supervisor_alive)."""
     record = read_record(profile_name)
     return record if record is not None and supervisor_alive(profile_name, record) else None
+
+
+# --- drops and recoveries -------------------------------------------------------------------------
+
+#: how far back ``status --log`` looks, and how much the file keeps
+DROPS_KEPT_SECONDS = 24 * 3600
+DROPS_KEPT_MAX = 500
+
+
+@dataclass(frozen=True)
+class Drop:
+    """One loss of the tunnel and how it ended: back (after ``seconds``), or not (``outcome`` says why)."""
+
+    lost: float
+    """Wall-clock time the connection was found lost."""
+    cause: str
+    ended: float
+    """When it was back, or when the supervisor stopped trying."""
+    outcome: str = "back"
+    """``back``, ``stopped`` (disconnect), or what a person must do."""
+
+    @property
+    def seconds(self) -> float:
+        return max(0.0, self.ended - self.lost)
+
+
+def drops_file(profile_name: str) -> Path:
+    return paths.state_dir() / f"{profile_name}.drops.jsonl"
+
+
+def recent_drops(profile_name: str, now: float | None = None) -> list[Drop]:
+    """The drops of the last day, oldest first (lines that do not parse are left out)."""
+    now = time.time() if now is None else now
+    try:
+        lines = drops_file(profile_name).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return []
+    found: list[Drop] = []
+    for line in lines:
+        try:
+            data = json.loads(line)
+            drop = Drop(float(data["lost"]), str(data["cause"]), float(data["ended"]), str(data["outcome"]))
+        except (ValueError, KeyError, TypeError):
+            continue
+        if now - drop.ended <= DROPS_KEPT_SECONDS:
+            found.append(drop)
+    return found[-DROPS_KEPT_MAX:]
+
+
+def record_drop(profile_name: str, drop: Drop) -> None:
+    """Add a drop; the file keeps the last day only (at most DROPS_KEPT_MAX lines), 0600."""
+    kept = [*recent_drops(profile_name, now=drop.ended), drop][-DROPS_KEPT_MAX:]
+    text = "".join(json.dumps(asdict(d), sort_keys=True) + "\n" for d in kept)
+    paths.write_private_file(drops_file(profile_name), text)
 
 
 # --- the log -------------------------------------------------------------------------------------

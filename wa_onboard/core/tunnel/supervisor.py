@@ -392,14 +392,27 @@ class Supervisor:
     def _reconnect(self, stop: threading.Event, lost: str = "connection lost") -> bool:
         """Key only, capped backoff; False when a person must act (or we were stopped). The state
         file says which attempt runs, since when, and why the last one failed (``status`` shows it)."""
-        self.reconnect_since, self.reconnect_attempt = time.time(), 0
+        lost_at = time.time()
+        self.reconnect_since, self.reconnect_attempt = lost_at, 0
         self.last_error = lost
         self._publish(TunnelState.RECONNECTING, "connection lost; reconnecting")
         self.stop_engine()
         self.backoff.reset()
+        outcome = "stopped"
         try:
-            return self._reconnect_attempts(stop)
+            back = self._reconnect_attempts(stop)
+            if back:
+                outcome = "back"
+            elif not stop.is_set():
+                outcome = self.status.message or "gave up"
+            return back
         finally:
+            if self.record_state:
+                drop = tunnelstate.Drop(lost_at, lost, time.time(), outcome)
+                try:
+                    tunnelstate.record_drop(self.profile_name, drop)
+                except OSError as exc:  # the log of drops must never stop the tunnel
+                    self.log.warning("recording the drop: %s", exc)
             self.reconnect_since, self.reconnect_attempt, self.last_error = None, 0, ""
 
     def _reconnect_attempts(self, stop: threading.Event) -> bool:
