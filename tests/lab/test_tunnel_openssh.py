@@ -275,6 +275,7 @@ def test_port_busy_by_a_foreign_process(
         moved = connect(cli, lab, member)  # the profile says PORT, but no --local-port this time
         assert moved.returncode == 0, moved.stderr
         assert f"http://127.0.0.1:{PORT + 1}/jupyter/" in moved.stdout
+        assert f"(port {PORT} is in use by {holder} (pid {squatter.pid}))" in moved.stdout, moved.stdout
         assert status(cli)["local_port"] == PORT + 1
         assert laptop_get(lab, PORT + 1) == 200
     finally:

@@ -101,8 +101,10 @@ def _inet_aton_accepts(value: str) -> bool:
 
 
 def port(value: int | str, field: str) -> int:
-    """A TCP port, 1-65535."""
+    """A TCP port, 1-65535, in plain digits (int() would also take ' 80', '8_0' and other scripts' digits)."""
     try:
+        if isinstance(value, str) and not re.fullmatch(r"[0-9]{1,5}", value):
+            raise ValueError(value)
         number = int(value)
     except (TypeError, ValueError):
         raise InvalidInput(field, f"{shown(value)} is not a port number (1-65535)") from None

@@ -169,6 +169,10 @@ _FACE = {
 __all__ = sorted(_FACE)
 
 
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_FACE} - {"TYPE_CHECKING"})
+
+
 def __getattr__(name: str) -> object:
     where = _FACE.get(name)
     if where is None:  # a submodule (``from wa_onboard.core.tunnel import state``) is found by import

@@ -24,6 +24,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from wa_onboard.core import validate
+from wa_onboard.core.errors import InvalidInput, WaError
 from wa_onboard.core.profile import DEFAULT_PROFILE, Profile
 from wa_onboard.core.results import TunnelState, TunnelStatus
 from wa_onboard.core.tunnel import prestart, procs, state as tunnelstate
@@ -312,7 +314,10 @@ def start_detached(
     finally:
         launched.close()
     if record is not None and record.state == TunnelState.UP.value:
-        moved = f" ({record.message})" if "instead" in record.message else ""
+        moved = ""
+        if record.local_port != profile.local_port:  # the profile's port was taken: say so, and by whom
+            holder = procs.port_holder(profile.local_port)
+            moved = f" (port {profile.local_port} is in use by {holder or 'another program'})"
         return f"tunnel up at {record.url} (background pid {launched.pid}){moved}"
     if launched.running():
         stop_supervisor(profile_name)
@@ -424,16 +429,26 @@ def _serve(
 
 def _main(argv: Sequence[str] | None = None) -> int:
     """Entry of the spawned background supervisor (Windows, or a caller with threads)."""
-    parser = argparse.ArgumentParser(prog="wa_onboard.core.tunnel.daemon", add_help=False)
+    parser = argparse.ArgumentParser(
+        prog="python -m wa_onboard.core.tunnel.daemon",
+        description="The background tunnel that `wa-onboard connect --detach` starts (not for direct use).",
+    )
     parser.add_argument("--profile", default=DEFAULT_PROFILE)
     parser.add_argument("--profile-json", required=True)
     parser.add_argument("--explicit-port", action="store_true")
     parser.add_argument("--ready-fd", type=int, default=None)
     args = parser.parse_args(argv)
-    if args.ready_fd is not None:
-        os.set_inheritable(args.ready_fd, False)  # ours alone, not the ssh processes'
-    profile = Profile.make(json.loads(args.profile_json))
-    return _serve(profile, args.profile, args.explicit_port, args.ready_fd)
+    try:
+        name = validate.profile_name(args.profile)
+        settings = json.loads(args.profile_json)
+        if not isinstance(settings, dict):
+            raise InvalidInput("profile-json", "is not a JSON object of profile settings")
+        profile = Profile.make(settings)
+        if args.ready_fd is not None:
+            os.set_inheritable(args.ready_fd, False)  # ours alone, not the ssh processes'
+    except (WaError, ValueError, OSError) as exc:
+        parser.exit(2, f"{parser.prog}: {exc}\n")
+    return _serve(profile, name, args.explicit_port, args.ready_fd)
 
 
 if __name__ == "__main__":

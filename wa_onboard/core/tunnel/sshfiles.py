@@ -9,6 +9,7 @@ marker lines so that writing one profile leaves the others as they were.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -195,6 +196,8 @@ def write_config(profile: Profile, profile_name: str = DEFAULT_PROFILE) -> Path:
     wanted = render_config(existing, profile, profile_name)
     if wanted != existing:
         paths.write_private_file(path, wanted)
+    with contextlib.suppress(OSError):  # ssh appends to it, and would create it 0644 itself
+        paths.open_private(known_hosts_path()).close()
     return path
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO
 
 from wa_onboard.core import filelock, paths
+from wa_onboard.core.results import TunnelState
 from wa_onboard.core.tunnel import procs
 
 
@@ -54,9 +55,31 @@ class TunnelRecord:
 
     @classmethod
     def from_json(cls, text: str) -> TunnelRecord:
+        """Raises ValueError for anything but a record: the file is on disk, and disks and people
+        write other things (an empty list, a pid in quotes, a state no version ever wrote)."""
         raw = json.loads(text)
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in raw.items() if k in known})
+        if not isinstance(raw, dict):
+            raise ValueError("the state file does not hold a record")
+        values = {f.name: raw[f.name] for f in fields(cls) if f.name in raw}
+        for name, value in values.items():
+            kinds = _KINDS[name]
+            if isinstance(value, bool) or not isinstance(value, kinds):
+                raise ValueError(f"the state file's {name} is not a {kinds[0].__name__}")
+        if values.get("state") not in {s.value for s in TunnelState}:
+            raise ValueError("the state file's state is not one of ours")
+        return cls(**values)
+
+
+_NUMBER = (float, int)
+#: what each field of a record may hold (a field missing from the file takes its default)
+_KINDS: dict[str, tuple[type, ...]] = {
+    **dict.fromkeys(("pid", "local_port", "reconnects", "remote_port", "reconnect_attempt"), (int,)),
+    **dict.fromkeys(("since", "reconnect_since"), (*_NUMBER, type(None))),
+    "started": _NUMBER,
+    **dict.fromkeys(
+        ("profile", "url", "engine", "state", "base_url", "message", "hint", "failure", "last_error"), (str,)
+    ),
+}
 
 
 def state_file(profile_name: str) -> Path:
@@ -74,7 +97,7 @@ def log_file(profile_name: str) -> Path:
 def read_record(profile_name: str) -> TunnelRecord | None:
     try:
         return TunnelRecord.from_json(state_file(profile_name).read_text(encoding="utf-8"))
-    except (FileNotFoundError, ValueError, TypeError):
+    except (OSError, ValueError, TypeError):  # missing, unreadable, or not a record: no tunnel
         return None
 
 
