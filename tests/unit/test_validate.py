@@ -67,7 +67,9 @@ def test_format_host_port_round_trips() -> None:
     assert validate.format_host_port("2001:db8::1", 2200) == "[2001:db8::1]:2200"
 
 
-@pytest.mark.parametrize("value", ["0", "65536", "-1", "x", "8.5", " 8000", "8_000", "\u0668\u0660\u0660\u0660", "+80", "080000"])
+@pytest.mark.parametrize(
+    "value", ["0", "65536", "-1", "x", "8.5", " 8000", "8_000", "\u0668\u0660\u0660\u0660", "+80", "080000"]
+)
 def test_ports_outside_range_are_refused(value: str) -> None:
     with pytest.raises(InvalidInput, match="port number"):
         validate.port(value, "local-port")
