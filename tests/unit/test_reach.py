@@ -147,3 +147,22 @@ def test_change_watch_sees_sleep_and_a_new_network() -> None:
 
 def test_local_addresses_leave_loopback_out() -> None:
     assert not any(a.split(":", 1)[1].startswith("127.") for a in reach.local_addresses())
+
+
+def test_the_clocks_are_read_at_every_look_the_addresses_every_two_seconds() -> None:
+    clock = {"mono": 0.0, "wall": 0.0}
+    reads: list[float] = []
+
+    def addresses() -> frozenset[str]:
+        reads.append(clock["mono"])
+        return frozenset()
+
+    watch = ChangeWatch(monotonic=lambda: clock["mono"], wall=lambda: clock["wall"], addresses=addresses)
+    for _ in range(9):  # 4 s of looks, every 0.5 s
+        watch.changed()
+        clock["mono"] += 0.5
+        clock["wall"] += 0.5
+    assert reads == [0.0, 2.0, 4.0]
+    clock["mono"] += 0.5
+    clock["wall"] += 90.0  # a resume is seen at the very next look, addresses or not
+    assert watch.changed() == "resumed after 90 s asleep"

@@ -12,7 +12,7 @@ An answer is either an accepted connection or a refusal (RST): both prove the pa
 means the host is up and its sshd is not, which is for the backoff to pace, not for this watch.
 
 Two more signs that a path may have changed under us, checked by the watch loop every round and
-costing one clock read and one ``getifaddrs`` call: the laptop slept (the wall clock jumped
+costing one clock read (and, every 2 s, one ``getifaddrs``): the laptop slept (the wall clock jumped
 ahead of the monotonic one, which stops in suspend on Linux and macOS), or its network
 addresses changed (another Wi-Fi, a VPN up or down). Either means: check the tunnel now.
 """
@@ -34,6 +34,9 @@ INTERVAL = 0.2
 SLEEP_JUMP = 2.0
 #: how long a resolved address is trusted before it is looked up again
 RESOLVE_AGAIN = 30.0
+#: seconds between two reads of the laptop's addresses (each look reads the clocks; a quiet tunnel
+#: should not pay a getifaddrs twice a second)
+ADDRESSES_EVERY = 2.0
 
 Resolver = Callable[[str, int], list[tuple[int, tuple[str, int]]]]
 
@@ -177,6 +180,7 @@ class ChangeWatch:
     addresses: Callable[[], frozenset[str]] = field(default_factory=lambda: local_addresses)
     _last: tuple[float, float] | None = None
     _seen: frozenset[str] | None = None
+    _read_at: float | None = None
 
     def changed(self) -> str | None:
         """Why the path should be checked now ("resumed after 63 s", "network changed"), or None."""
@@ -187,6 +191,9 @@ class ChangeWatch:
             if slept > SLEEP_JUMP:
                 why = f"resumed after {slept:.0f} s asleep"
         self._last = (mono, wall)
+        if self._read_at is not None and mono - self._read_at < ADDRESSES_EVERY:
+            return why  # the clocks are read at every look; the addresses (a getifaddrs) less often
+        self._read_at = mono
         seen = self.addresses()
         if self._seen is not None and seen != self._seen and why is None:
             why = "network changed"
